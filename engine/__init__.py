@@ -1,0 +1,4 @@
+"""Clearance's domain: policy, request lifecycle, approver resolution, audit chain.
+
+Pure by rule: no I/O, no clock reads, no chat or database frameworks.
+"""

@@ -1,0 +1,38 @@
+"""Why the engine said no: error values a chat surface can show next to a form field."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """One reason a request or decision was refused. ``field`` names the form input, if any."""
+
+    code: str
+    message: str
+    field: str | None = None
+
+
+class Refused(Exception):
+    """Raised by engine transitions; nothing was changed. Carries every refusal found."""
+
+    def __init__(self, *refusals: Refusal) -> None:
+        super().__init__("; ".join(r.message for r in refusals))
+        self.refusals: tuple[Refusal, ...] = refusals
+
+    @property
+    def code(self) -> str:
+        return self.refusals[0].code
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+    def by_field(self) -> dict[str, str]:
+        """Messages keyed by form field, for inline errors (first message per field)."""
+        out: dict[str, str] = {}
+        for r in self.refusals:
+            if r.field is not None and r.field not in out:
+                out[r.field] = r.message
+        return out
