@@ -1,0 +1,1 @@
+"""Adapters to the outside world: chat platforms, directories and entitlement connectors."""

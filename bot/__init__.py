@@ -1,0 +1,1 @@
+"""Application layer: use cases, dispatcher, settings, CLI and the composition root."""

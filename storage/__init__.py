@@ -1,0 +1,1 @@
+"""Persistence: tables, the request store, the audit log, the outbox, migrations."""

@@ -1,0 +1,1 @@
+"""The static directory: people and groups written in the policy file."""

@@ -1,0 +1,145 @@
+"""Outbox handlers that make decisions real: grant, remove, expire, time out.
+
+A grant is reported only after the connector confirmed it; a removal is retried until it
+succeeds; membership another active grant still needs is never removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+from bot.connectors import Connectors, UnknownConnector
+from bot.dispatcher import Dispatcher, Permanent
+from bot.usecases import Clearance
+from engine.access_request import Status
+from engine.effects import NotifyAdmins
+from engine.lifecycle import SYSTEM_ACTOR, AuditRecord
+from engine.ports import ConnectorError
+from engine.refusals import Refused
+from storage.outbox import OutboxItem
+
+log = logging.getLogger(__name__)
+
+
+class Fulfilment:
+    """The handlers for provision, deprovision, expire and timeout rows."""
+
+    def __init__(self, clearance: Clearance, connectors: Connectors) -> None:
+        self.clearance = clearance
+        self.connectors = connectors
+
+    def register(
+        self, dispatcher: Dispatcher, grant_attempts: int, revoke_alert_every: int
+    ) -> None:
+        dispatcher.register("provision", self.provision, max_attempts=grant_attempts)
+        dispatcher.register(
+            "deprovision", self.deprovision, max_attempts=None, alert_every=revoke_alert_every
+        )
+        dispatcher.register(
+            "expire", self.expire, max_attempts=None, alert_every=revoke_alert_every
+        )
+        dispatcher.register("timeout", self.time_out, max_attempts=8)
+
+    async def provision(self, item: OutboxItem) -> None:
+        rid = _request_id(item)
+        request = await self.clearance.get(rid)
+        if request.status not in (Status.APPROVED, Status.PROVISIONING):
+            return  # cancelled or revoked before we got here: nothing to grant
+        try:
+            connector = self.connectors.get(request.connector)
+        except UnknownConnector as exc:
+            raise Permanent(str(exc)) from None
+        await self.clearance.start_provisioning(rid)
+        try:
+            await connector.grant(request.principal, request.target_group)
+        except ConnectorError as exc:
+            if not exc.failure.retryable:
+                raise Permanent(str(exc)) from None
+            raise
+        try:
+            await self.clearance.confirm_grant(rid)
+        except Refused:
+            # Revoked while the grant was in flight: take the membership back at once.
+            latest = await self.clearance.get(rid)
+            if latest.status.is_final:
+                await connector.revoke(request.principal, request.target_group)
+                if latest.status is Status.REVOKED and latest.deprovisioned_at is None:
+                    await self.clearance.confirm_removal(rid)
+
+    async def deprovision(self, item: OutboxItem) -> None:
+        rid = _request_id(item)
+        request = await self.clearance.get(rid)
+        if request.deprovisioned_at is not None:
+            return
+        try:
+            connector = self.connectors.get(request.connector)
+        except UnknownConnector as exc:
+            raise Permanent(str(exc)) from None
+        others = [
+            g
+            for g in await self.clearance.store.active_grants(
+                request.connector, request.target_group
+            )
+            if g.principal == request.principal and g.request_id != rid
+        ]
+        if others:
+            # Another grant still in force needs this membership; only this access ends.
+            log.info("request %s ended; membership kept for %s", rid, others[0].request_id)
+        else:
+            await connector.revoke(request.principal, request.target_group)
+        await self.clearance.confirm_removal(rid)
+
+    async def expire(self, item: OutboxItem) -> None:
+        try:
+            await self.clearance.expire(_request_id(item))
+        except Refused as exc:
+            if exc.code not in ("not_due", "not_active"):
+                raise
+            # Extended, revoked or already expired: this timer has nothing left to do.
+
+    async def time_out(self, item: OutboxItem) -> None:
+        # Refused means decided, or moved on to a later stage with its own deadline.
+        with contextlib.suppress(Refused):
+            await self.clearance.time_out(_request_id(item))
+
+    async def on_give_up(self, item: OutboxItem, error: str, final: bool) -> None:
+        """A job failed for good (grants) or keeps failing (removals): tell the admins."""
+        rid = item.request_id
+        if item.kind == "provision" and final and rid:
+            with contextlib.suppress(Refused):  # already ended some other way
+                await self.clearance.fail_grant(rid, error)
+            return
+        if rid is None:
+            return
+        template = "revoke_failing" if item.kind in ("deprovision", "expire") else "job_failed"
+        await self.clearance.store.enqueue(
+            [
+                NotifyAdmins(
+                    rid,
+                    template=template,
+                    context={
+                        "error": error[:500],
+                        "kind": item.kind,
+                        "attempts": str(item.attempts),
+                    },
+                )
+            ],
+            self.clearance.clock.now(),
+        )
+        await self.clearance.record(
+            AuditRecord(
+                action="job_failing" if not final else "job_failed",
+                actor=SYSTEM_ACTOR,
+                request_id=rid,
+                resource_id=None,
+                policy_version=self.clearance.policy.version,
+                details={"kind": item.kind, "attempts": item.attempts, "error": error[:500]},
+            )
+        )
+
+
+def _request_id(item: OutboxItem) -> str:
+    if not item.request_id:
+        raise Permanent(f"{item.kind} row #{item.id} names no request")
+    return item.request_id

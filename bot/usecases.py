@@ -1,0 +1,275 @@
+"""Use cases: each reads like the story it implements, and is the one call a handler makes.
+
+load the request -> learn who the actor is -> ask the engine -> save state, audit and
+effects in one transaction -> wake the dispatcher -> return what the surface shows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from datetime import datetime
+
+from bot.clock import Clock
+from bot.policy_source import PolicySource
+from engine import lifecycle
+from engine.access_request import AccessRequest, Outcome
+from engine.approvers import Explanation, explain
+from engine.directory import DirectorySnapshot, Person, lookups_for
+from engine.lifecycle import AuditRecord, RequestDraft, Transition
+from engine.policy import Policy, Resource
+from engine.ports import Directory
+from engine.refusals import Refusal, Refused
+from storage.audit_log import AuditLog
+from storage.repository import StaleRequest, Store
+
+_ID_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no 0/O, 1/I: ids are read aloud and typed
+_SAVE_ATTEMPTS = 5
+
+
+def new_request_id() -> str:
+    """A short, unguessable id people can type in admin commands: ``R-7K3QX9MD``."""
+    return "R-" + "".join(secrets.choice(_ID_ALPHABET) for _ in range(8))
+
+
+async def snapshot_for(
+    directory: Directory, policy: Policy, resource: Resource | None, *emails: str
+) -> DirectorySnapshot:
+    """Fetch from the live directory what deciding about ``resource`` needs, in parallel."""
+    people: dict[str, Person] = {}
+    groups: dict[str, tuple[str, ...]] = {}
+
+    async def fetch(email: str) -> None:
+        email = email.lower()
+        if email not in people:
+            person = await directory.person(email)
+            if person is not None:
+                people[email] = person
+
+    async def fetch_group(name: str) -> None:
+        members = await directory.group_members(name)
+        if members is not None:
+            groups[name] = tuple(m.lower() for m in members)
+            await asyncio.gather(*(fetch(m) for m in groups[name]))
+
+    await asyncio.gather(*(fetch(e) for e in emails))
+    if resource is not None:
+        lookups = lookups_for(resource, policy)
+        await asyncio.gather(
+            *(fetch_group(g) for g in lookups.groups), *(fetch(p) for p in lookups.people)
+        )
+        # Walk the manager chain of each requester as far as the stage rules look.
+        for email in emails[:1]:
+            current: str | None = email.lower()
+            for _ in range(lookups.manager_depth):
+                person = people.get(current) if current else None
+                current = person.manager if person else None
+                if current is None:
+                    break
+                await fetch(current)
+    return DirectorySnapshot(people=people, groups=groups)
+
+
+class Clearance:
+    """The application's use cases, over the store, the directory and the current policy."""
+
+    def __init__(
+        self,
+        store: Store,
+        audit: AuditLog,
+        policies: PolicySource,
+        directory: Directory,
+        clock: Clock,
+        wake: Callable[[], None] = lambda: None,
+        new_id: Callable[[], str] = new_request_id,
+    ) -> None:
+        self.store = store
+        self.audit = audit
+        self.policies = policies
+        self.directory = directory
+        self.clock = clock
+        self.wake = wake
+        self.new_id = new_id
+
+    @property
+    def policy(self) -> Policy:
+        return self.policies.current
+
+    # --- identities ---------------------------------------------------------------------
+
+    async def person_for_chat(
+        self, platform: str, chat_id: str, email: str | None = None
+    ) -> Person:
+        """The directory person behind a verified chat identity; refuses unknown people."""
+        person = await self.directory.person_by_chat_id(platform, chat_id)
+        if person is None and email:
+            person = await self.directory.person(email)
+        if person is None:
+            raise Refused(
+                Refusal(
+                    "unknown_person",
+                    "Clearance does not know who you are: your chat account is not linked to "
+                    "anyone in the directory. Ask an admin to add you.",
+                )
+            )
+        return person
+
+    # --- requests -----------------------------------------------------------------------
+
+    async def submit(self, draft: RequestDraft) -> AccessRequest:
+        """Create a request from a filled-in form; raises Refused with field-level errors."""
+        policy = self.policy
+        resource = policy.resource(draft.resource_id)
+        directory = await snapshot_for(self.directory, policy, resource, draft.requester)
+        for _ in range(_SAVE_ATTEMPTS):
+            now = self.clock.now()
+            transition = lifecycle.submit(draft, policy, directory, now, self.new_id())
+            try:
+                return await self._save(transition, now)
+            except StaleRequest:  # an id collision: draw another
+                continue
+        raise Refused(Refusal("busy", "Clearance is busy; please try again."))
+
+    async def decide(
+        self,
+        request_id: str,
+        actor: str,
+        outcome: Outcome,
+        reason: str = "",
+        expected_stage: int | None = None,
+    ) -> AccessRequest:
+        """An approver approves or denies the current stage."""
+
+        async def step(request: AccessRequest, now: datetime) -> Transition:
+            policy = self.policy
+            directory = await snapshot_for(
+                self.directory,
+                policy,
+                policy.resource(request.resource_id),
+                request.requester,
+                actor,
+            )
+            return lifecycle.decide(
+                request, policy, directory, actor, outcome, now, reason, expected_stage
+            )
+
+        return (await self._apply(request_id, step)).request
+
+    async def cancel(self, request_id: str, actor: str) -> AccessRequest:
+        """The requester withdraws their request."""
+        version = self.policy.version
+        return (
+            await self._apply_sync(
+                request_id, lambda r, now: lifecycle.cancel(r, actor, now, version)
+            )
+        ).request
+
+    async def revoke(self, request_id: str, actor: str, reason: str = "") -> AccessRequest:
+        """End access early: the requester's "I'm done", or an admin's revoke."""
+        policy = self.policy
+        return (
+            await self._apply_sync(
+                request_id, lambda r, now: lifecycle.revoke(r, policy, actor, reason, now)
+            )
+        ).request
+
+    async def explain(self, requester: str, resource_id: str) -> Explanation:
+        """Who would approve, stage by stage, if ``requester`` asked for ``resource_id`` now."""
+        policy = self.policy
+        resource = policy.resource(resource_id)
+        if resource is None:
+            known = ", ".join(r.id for r in policy.resources)
+            raise Refused(
+                Refusal("unknown_resource", f"There is no resource '{resource_id}'. Known: {known}")
+            )
+        directory = await snapshot_for(self.directory, policy, resource, requester)
+        return explain(requester, resource, policy, directory, self.clock.now())
+
+    async def get(self, request_id: str) -> AccessRequest:
+        request = await self.store.load(request_id)
+        if request is None:
+            raise Refused(Refusal("unknown_request", f"There is no request '{request_id}'."))
+        return request
+
+    # --- timers and fulfilment (called by dispatcher handlers) ---------------------------
+
+    async def time_out(self, request_id: str) -> Transition:
+        version = self.policy.version
+        return await self._apply_sync(
+            request_id, lambda r, now: lifecycle.time_out(r, now, version)
+        )
+
+    async def expire(self, request_id: str) -> Transition:
+        version = self.policy.version
+        return await self._apply_sync(request_id, lambda r, now: lifecycle.expire(r, now, version))
+
+    async def start_provisioning(self, request_id: str) -> Transition:
+        version = self.policy.version
+        return await self._apply_sync(
+            request_id, lambda r, now: lifecycle.provisioning_started(r, now, version)
+        )
+
+    async def confirm_grant(self, request_id: str) -> Transition:
+        policy = self.policy
+
+        def step(request: AccessRequest, now: datetime) -> Transition:
+            resource = policy.resource(request.resource_id)
+            reminders = resource.reminders if resource else ()
+            return lifecycle.grant_confirmed(request, now, policy.version, reminders)
+
+        return await self._apply_sync(request_id, step)
+
+    async def fail_grant(self, request_id: str, error: str) -> Transition:
+        version = self.policy.version
+        return await self._apply_sync(
+            request_id, lambda r, now: lifecycle.grant_failed(r, error, now, version)
+        )
+
+    async def confirm_removal(self, request_id: str) -> Transition:
+        version = self.policy.version
+        return await self._apply_sync(
+            request_id, lambda r, now: lifecycle.deprovision_confirmed(r, now, version)
+        )
+
+    async def record(self, *records: AuditRecord) -> None:
+        """Audit something that is not a request transition (admin command, policy load)."""
+        await self.audit.record(records, self.clock.now())
+
+    # --- the one way state changes -------------------------------------------------------
+
+    async def _apply_sync(
+        self, request_id: str, step: Callable[[AccessRequest, datetime], Transition]
+    ) -> Transition:
+        async def async_step(request: AccessRequest, now: datetime) -> Transition:
+            return step(request, now)
+
+        return await self._apply(request_id, async_step)
+
+    async def _apply(self, request_id: str, step: _AsyncStep) -> Transition:
+        """Load, transition, save under the version check; a lost race decides again, afresh.
+
+        This is how two approvers clicking at once, a double click or a platform retry
+        yield exactly one transition: the loser re-runs the engine and gets its refusal.
+        """
+        for _ in range(_SAVE_ATTEMPTS):
+            request = await self.get(request_id)
+            now = self.clock.now()
+            transition = await step(request, now)
+            if transition.request is request and not transition.effects and not transition.audit:
+                return transition
+            try:
+                saved = await self._save(transition, now)
+            except StaleRequest:
+                continue
+            return replace(transition, request=saved)
+        raise Refused(Refusal("busy", "This request is changing right now; please try again."))
+
+    async def _save(self, transition: Transition, now: datetime) -> AccessRequest:
+        saved = await self.store.save(transition, now)
+        self.wake()
+        return saved
+
+
+_AsyncStep = Callable[[AccessRequest, datetime], Awaitable[Transition]]

@@ -1,0 +1,151 @@
+"""The database tables (SQLModel): requests, decisions, grants, audit events, outbox."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores them naive)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are not stored; pass UTC-aware ones")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _ts(nullable: bool = True, index: bool = False) -> Any:
+    return Field(default=None, sa_column=sa.Column(UTCDateTime(), nullable=nullable, index=index))
+
+
+class RequestRow(SQLModel, table=True):
+    """One access request, with its current state; ``version`` is the optimistic lock."""
+
+    __tablename__ = "requests"
+
+    id: str = Field(primary_key=True, max_length=32)
+    requester: str = Field(index=True, max_length=320)
+    principal: str = Field(index=True, max_length=320)
+    principal_kind: str = Field(max_length=16)
+    resource_id: str = Field(index=True, max_length=64)
+    status: str = Field(index=True, max_length=16)
+    duration_seconds: int
+    justification: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    ticket: str | None = Field(default=None, max_length=100)
+    policy_version: str = Field(max_length=64)
+    approval_mode: str = Field(max_length=16)
+    connector: str = Field(max_length=64)
+    target_group: str = Field(max_length=512)
+    stage_count: int
+    stages: str = Field(sa_column=sa.Column(sa.Text, nullable=False))  # JSON list
+    break_glass: bool = False
+    created_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
+    updated_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
+    pending_deadline: datetime | None = _ts()
+    granted_at: datetime | None = _ts()
+    expires_at: datetime | None = _ts(index=True)
+    ended_at: datetime | None = _ts()
+    deprovisioned_at: datetime | None = _ts()
+    ended_by: str | None = Field(default=None, max_length=320)
+    end_reason: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
+    failure: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
+    version: int = 1
+
+
+class DecisionRow(SQLModel, table=True):
+    """One approver's decision; the unique key makes a double click land once."""
+
+    __tablename__ = "decisions"
+    __table_args__ = (sa.UniqueConstraint("request_id", "stage", "approver", name="uq_decision"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    request_id: str = Field(foreign_key="requests.id", index=True, max_length=32)
+    stage: int
+    approver: str = Field(max_length=320)
+    outcome: str = Field(max_length=8)
+    reason: str = Field(default="", sa_column=sa.Column(sa.Text, nullable=False))
+    at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
+
+
+class GrantRow(SQLModel, table=True):
+    """A membership Clearance confirmed in a target group, and when it ended."""
+
+    __tablename__ = "grants"
+    __table_args__ = (sa.Index("ix_grants_target", "connector", "target_group"),)
+
+    request_id: str = Field(primary_key=True, foreign_key="requests.id", max_length=32)
+    principal: str = Field(index=True, max_length=320)
+    connector: str = Field(max_length=64)
+    target_group: str = Field(max_length=512)
+    granted_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
+    expires_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
+    ended_at: datetime | None = _ts()
+    removed_at: datetime | None = _ts()
+
+
+class AuditRow(SQLModel, table=True):
+    """One sealed audit event; ``hash`` chains it to the event before."""
+
+    __tablename__ = "audit_events"
+
+    seq: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False, index=True))
+    action: str = Field(max_length=64, index=True)
+    actor: str = Field(max_length=320)
+    request_id: str | None = Field(default=None, index=True, max_length=32)
+    resource_id: str | None = Field(default=None, max_length=64)
+    policy_version: str = Field(max_length=64)
+    details: str = Field(sa_column=sa.Column(sa.Text, nullable=False))  # canonical JSON
+    prev_hash: str = Field(max_length=64)
+    hash: str = Field(max_length=64)
+
+
+class AuditHeadRow(SQLModel, table=True):
+    """The last event of the chain; locked while appending so the chain never forks."""
+
+    __tablename__ = "audit_head"
+
+    id: int = Field(default=1, primary_key=True)
+    seq: int = 0
+    hash: str = Field(max_length=64)
+
+
+class OutboxRow(SQLModel, table=True):
+    """Work to carry out after a commit: notify, provision, expire, remind, ..."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (sa.Index("ix_outbox_due", "status", "due_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=32)
+    request_id: str | None = Field(default=None, index=True, max_length=32)
+    payload: str = Field(sa_column=sa.Column(sa.Text, nullable=False))  # JSON
+    status: str = Field(default="pending", max_length=8)  # pending | done | dead
+    due_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
+    attempts: int = 0
+    claimed_until: datetime | None = _ts()
+    claimed_by: str | None = Field(default=None, max_length=64)
+    last_error: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
+    created_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
+    completed_at: datetime | None = _ts()
+
+
+metadata = SQLModel.metadata
