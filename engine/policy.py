@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -413,23 +413,70 @@ def parse_policy(
             "options": options
         }
 
-    try:
-        document = PolicyDocument.model_validate(data)
-    except ValidationError as exc:
-        for err in exc.errors():
-            loc = tuple(err["loc"])
-            message = str(err["msg"]).removeprefix("Value error, ")
-            where = _dotted(loc)
-            problem(lines.line_of(loc), f"{where}: {message}" if where else message)
-        problems.sort(key=lambda p: p.line)
-        raise PolicyError(problems) from None
-
-    for line, message in _semantic_problems(document, lines, connector_types):
+    document, resources = _validate_sections(data, lines, problem)
+    for line, message in _semantic_problems(document, resources, lines, connector_types):
         problem(line, message)
     if problems:
         problems.sort(key=lambda p: p.line)
         raise PolicyError(problems)
-    return Policy(document=document, version=version, source=source)
+    return Policy(
+        document=document.model_copy(update={"resources": tuple(r for _, r in resources)}),
+        version=version,
+        source=source,
+    )
+
+
+def _message(err: Any) -> str:
+    kind, loc = err["type"], tuple(err["loc"])
+    if kind == "extra_forbidden":
+        return f"unknown key '{loc[-1]}'"
+    if kind == "missing":
+        return f"missing required key '{loc[-1]}'"
+    return str(err["msg"]).removeprefix("Value error, ")
+
+
+def _validate_sections(
+    data: dict[str, Any], lines: _LineMap, problem: Callable[[int, str], None]
+) -> tuple[PolicyDocument, list[tuple[int, Resource]]]:
+    """Validate each section and each resource on its own, so one run reports everything.
+
+    Resources that fail the schema are left out of the cross-reference checks; the rest
+    are still checked. The caller refuses the policy if any problem was found.
+    """
+
+    def report(exc: ValidationError, prefix: Path_) -> None:
+        for err in exc.errors():
+            loc = (*prefix, *tuple(err["loc"]))
+            where = _dotted(loc)
+            text = _message(err)
+            problem(lines.line_of(loc), f"{where}: {text}" if where else text)
+
+    top = {k: v for k, v in data.items() if k != "resources"}
+    raw_resources = data.get("resources")
+    try:
+        document = PolicyDocument.model_validate({**top, "resources": ()})
+    except ValidationError as exc:
+        report(exc, ())
+        document = PolicyDocument.model_validate(
+            {k: v for k, v in {**top, "resources": ()}.items() if k not in _failed_keys(exc)}
+        )
+    resources: list[tuple[int, Resource]] = []
+    if raw_resources is None:
+        problem(lines.line_of(()), "missing required key 'resources' (a list of resources)")
+    elif not isinstance(raw_resources, list):
+        problem(lines.line_of(("resources",)), "resources: must be a list of resources")
+    else:
+        for index, item in enumerate(raw_resources):
+            try:
+                resources.append((index, Resource.model_validate(item)))
+            except ValidationError as exc:
+                report(exc, ("resources", index))
+    return document, resources
+
+
+def _failed_keys(exc: ValidationError) -> set[str]:
+    """Top-level sections that failed; they are checked as if absent (already reported)."""
+    return {str(err["loc"][0]) for err in exc.errors() if err["loc"]}
 
 
 def load_policy(path: str | Path, connector_types: Collection[str] | None = None) -> Policy:
@@ -445,7 +492,10 @@ def load_policy(path: str | Path, connector_types: Collection[str] | None = None
 
 
 def _semantic_problems(
-    doc: PolicyDocument, lines: _LineMap, connector_types: Collection[str] | None
+    doc: PolicyDocument,
+    resources: list[tuple[int, Resource]],
+    lines: _LineMap,
+    connector_types: Collection[str] | None,
 ) -> Iterator[tuple[int, str]]:
     """Cross-references a schema cannot check: ids, groups, people, reachable approvers."""
     static = doc.directory.type == "static"
@@ -521,7 +571,7 @@ def _semantic_problems(
             yield lines.line_of(path), f"{role} {email} is not in directory.people"
 
     seen_ids: set[str] = set()
-    for i, res in enumerate(doc.resources):
+    for i, res in resources:
         base: Path_ = ("resources", i)
         if res.id in seen_ids:
             yield lines.line_of((*base, "id")), f"duplicate resource id '{res.id}'"

@@ -1,0 +1,209 @@
+"""The composition root: the one place that builds Clearance from settings.
+
+Nothing runs at import time. ``build()`` wires storage, directory, use cases, connectors
+and the dispatcher; ``serve()`` adds the web server and the scheduler and runs until stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from aiohttp import web
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from slack_sdk.web.async_client import AsyncWebClient
+
+from adapters.slack.usergroups import SlackUserGroups
+from adapters.static.directory import StaticDirectory
+from bot.clock import Clock, SystemClock
+from bot.connectors import ConnectorFactory, Connectors, UnknownConnector
+from bot.dispatcher import Dispatcher
+from bot.fulfilment import Fulfilment
+from bot.policy_source import PolicySource
+from bot.settings import Settings
+from bot.usecases import Clearance
+from engine.lifecycle import SYSTEM_ACTOR, AuditRecord
+from engine.policy import ConnectorConfig
+from engine.ports import Directory, Entitlements
+from storage import migrate
+from storage.audit_log import AuditLog
+from storage.database import Database
+from storage.locks import NamedLocks
+from storage.outbox import Outbox
+from storage.repository import Store
+
+log = logging.getLogger("clearance")
+
+
+SUPPORTED_CONNECTOR_TYPES = frozenset({"slack_usergroups"})
+
+
+def slack_client(settings: Settings) -> AsyncWebClient:
+    """The Slack Web API client (no network until used); SLACK_API_URL lets tests point it."""
+    token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
+    base = (
+        settings.slack_api_url
+        if settings.slack_api_url.endswith("/")
+        else settings.slack_api_url + "/"
+    )
+    return AsyncWebClient(token=token, base_url=base)
+
+
+def connector_factories(
+    settings: Settings, directory: Directory, locks: NamedLocks
+) -> dict[str, ConnectorFactory]:
+    """How to build each connector type; one whose settings are missing fails when used."""
+
+    def slack_usergroups(name: str, config: ConnectorConfig) -> Entitlements:
+        if settings.slack_bot_token is None:
+            raise UnknownConnector(f"connector '{name}' (slack_usergroups) needs SLACK_BOT_TOKEN")
+        return SlackUserGroups(slack_client(settings), directory, locks.hold)
+
+    return {"slack_usergroups": slack_usergroups}
+
+
+@dataclass
+class Components:
+    """Everything ``build`` wires together; tests and the CLI take the parts they need."""
+
+    settings: Settings
+    database: Database
+    store: Store
+    audit: AuditLog
+    outbox: Outbox
+    policies: PolicySource
+    directory: Directory
+    clearance: Clearance
+    connectors: Connectors
+    dispatcher: Dispatcher
+    fulfilment: Fulfilment
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    async def close(self) -> None:
+        await self.database.dispose()
+
+
+def build(
+    settings: Settings,
+    clock: Clock | None = None,
+    factories: Mapping[str, ConnectorFactory] | None = None,
+    directory: Directory | None = None,
+) -> Components:
+    """Wire Clearance from settings. Reads no file and opens no connection until used."""
+    clock = clock or SystemClock()
+    database = Database(settings.database_url)
+    store = Store(database)
+    audit = AuditLog(database)
+    outbox = Outbox(database)
+    policies = PolicySource(settings.clearance_policy, connector_types=SUPPORTED_CONNECTOR_TYPES)
+    directory = directory or StaticDirectory(lambda: policies.current)
+    locks = NamedLocks(database)
+    if factories is None:
+        factories = connector_factories(settings, directory, locks)
+    dispatcher = Dispatcher(
+        outbox, clock, lease=timedelta(seconds=settings.clearance_lease_seconds)
+    )
+    clearance = Clearance(store, audit, policies, directory, clock, wake=dispatcher.wake)
+    connectors = Connectors(factories, lambda: policies.current)
+    fulfilment = Fulfilment(clearance, connectors)
+    fulfilment.register(
+        dispatcher, settings.clearance_grant_attempts, settings.clearance_revoke_alert_every
+    )
+    dispatcher.on_give_up = fulfilment.on_give_up
+    return Components(
+        settings=settings,
+        database=database,
+        store=store,
+        audit=audit,
+        outbox=outbox,
+        policies=policies,
+        directory=directory,
+        clearance=clearance,
+        connectors=connectors,
+        dispatcher=dispatcher,
+        fulfilment=fulfilment,
+    )
+
+
+async def start(components: Components) -> None:
+    """Bring the schema up to date, load the policy (refusing a bad one) and audit it."""
+    await asyncio.to_thread(migrate.upgrade, components.settings.database_url)
+    policy = components.policies.current  # raises PolicyError with every problem
+    await components.clearance.record(
+        AuditRecord(
+            action="policy_loaded",
+            actor=SYSTEM_ACTOR,
+            request_id=None,
+            resource_id=None,
+            policy_version=policy.version,
+            details={"source": policy.source, "summary": policy.summary()},
+        )
+    )
+    log.info("policy %s loaded: %s", policy.source, policy.summary())
+
+
+def web_app(components: Components) -> web.Application:
+    """The HTTP surface: health and metrics here; chat platforms add their routes."""
+    app = web.Application()
+
+    async def healthz(_request: web.Request) -> web.Response:
+        try:
+            counts = await components.outbox.counts()
+        except Exception as exc:  # the probe reports, it does not crash
+            return web.json_response({"ok": False, "error": type(exc).__name__}, status=503)
+        return web.json_response(
+            {"ok": True, "policy_version": components.policies.current.version, "outbox": counts}
+        )
+
+    async def metrics(_request: web.Request) -> web.Response:
+        counts = await components.outbox.counts()
+        lines = ["# TYPE clearance_outbox_rows gauge"]
+        lines += [f'clearance_outbox_rows{{status="{k}"}} {v}' for k, v in sorted(counts.items())]
+        return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
+
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    return app
+
+
+async def serve(components: Components, host: str = "0.0.0.0") -> None:  # noqa: S104
+    """Run the web server, the dispatcher and the scheduler until SIGINT/SIGTERM."""
+    await start(components)
+    settings = components.settings
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    runner = web.AppRunner(web_app(components))
+    await runner.setup()
+    await web.TCPSite(runner, host, settings.port).start()
+    log.info("serving on %s:%s", host, settings.port)
+
+    scheduler = AsyncIOScheduler(timezone="UTC")
+    # A tick on a schedule: due timers (expiry, reminders) run even when nothing else happens.
+    scheduler.add_job(
+        components.dispatcher.wake,
+        "interval",
+        seconds=settings.clearance_tick_seconds,
+        id="dispatcher-tick",
+        coalesce=True,
+        max_instances=1,
+    )
+    scheduler.start()
+    dispatcher_task = asyncio.create_task(
+        components.dispatcher.run(stop, interval=settings.clearance_tick_seconds * 5)
+    )
+    components.dispatcher.wake()  # overdue work found at start-up runs at once
+    try:
+        await stop.wait()
+    finally:
+        scheduler.shutdown(wait=False)
+        await dispatcher_task
+        await runner.cleanup()
+        await components.close()
