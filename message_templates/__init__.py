@@ -11,9 +11,55 @@ from collections.abc import Mapping
 from functools import cache
 from typing import Any
 
+import json
+from datetime import UTC, datetime
+
 import jinja2
 
 _EXTENSIONS = {"cli": "txt", "slack": "json", "teams": "json"}
+
+
+def mrkdwn(value: object) -> str:
+    """Slack mrkdwn-escape user text: ``<!channel>``, ``<@U1>``, ``<https://x|y>`` stay inert.
+
+    Slack's documented escaping is exactly &, < and >; with them escaped no mention,
+    broadcast or link can be formed from the text.
+    """
+    return str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def markdown(value: object) -> str:
+    """Adaptive Card (Teams) TextBlock markdown-escape: user text shows as typed."""
+    out = str(value)
+    for ch in ("\\", "*", "_", "[", "]", "(", ")", "#", "`", "~", ">", "<", "|", "!", "-", "+"):
+        out = out.replace(ch, "\\" + ch)
+    return out
+
+
+def json_string(value: object) -> str:
+    """A JSON string literal (with quotes), for placing any value inside a JSON template."""
+    return json.dumps("" if value is None else str(value), ensure_ascii=False)
+
+
+def clip(value: object, limit: int) -> str:
+    """At most ``limit`` characters, ending in an ellipsis when cut."""
+    text = str(value)
+    return text if len(text) <= limit else text[: max(0, limit - 1)] + "…"
+
+
+def slack_date(ts: float | int | None, fmt: str = "{date_short_pretty} at {time}") -> str:
+    """A Slack date token: shown in each reader's own time zone, with a UTC fallback."""
+    if ts is None:
+        return "-"
+    fallback = datetime.fromtimestamp(int(ts), UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return f"<!date^{int(ts)}^{fmt}|{fallback}>"
+
+
+def utc_time(ts: float | int | None) -> str:
+    """Plain UTC time for surfaces without date tokens."""
+    if ts is None:
+        return "-"
+    return datetime.fromtimestamp(int(ts), UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 @cache
@@ -29,6 +75,14 @@ def environment(platform: str) -> jinja2.Environment:
         lstrip_blocks=True,
         keep_trailing_newline=False,
     )
+    env.filters.update(
+        mrkdwn=mrkdwn,
+        markdown=markdown,
+        json=json_string,
+        clip=clip,
+        slack_date=slack_date,
+        utc_time=utc_time,
+    )
     return env
 
 
@@ -36,3 +90,25 @@ def render(platform: str, name: str, data: Mapping[str, Any]) -> str:
     """Render the named template of a platform with ``data``."""
     template = environment(platform).get_template(f"{name}.{_EXTENSIONS[platform]}.j2")
     return template.render(**data)
+
+
+def render_json(platform: str, name: str, data: Mapping[str, Any]) -> dict[str, Any]:
+    """Render a JSON template and parse it; a template that yields bad JSON fails loudly."""
+    text = render(platform, name, data)
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"template {platform}/{name} rendered invalid JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise ValueError(f"template {platform}/{name} must render a JSON object")
+    return value
+
+
+def templates(platform: str) -> list[str]:
+    """Names of every template of a platform (tests render each one)."""
+    suffix = f".{_EXTENSIONS[platform]}.j2"
+    return sorted(
+        name.removesuffix(suffix)
+        for name in environment(platform).list_templates()
+        if name.endswith(suffix)
+    )

@@ -1,0 +1,154 @@
+"""What a message shows about a request, as plain data for the templates (no wording here).
+
+The same data feeds Slack Block Kit and Teams Adaptive Card templates. Names come from
+the directory; times are given as Unix timestamps so each surface formats them its way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from engine.access_request import AccessRequest, Status
+from engine.directory import Person
+from engine.durations import format_duration
+from engine.policy import Policy
+
+STATUS_LABELS = {
+    Status.PENDING: "Waiting for approval",
+    Status.APPROVED: "Approved, being granted",
+    Status.PROVISIONING: "Approved, being granted",
+    Status.ACTIVE: "Access active",
+    Status.EXPIRED: "Expired",
+    Status.REVOKED: "Revoked",
+    Status.DENIED: "Denied",
+    Status.CANCELLED: "Cancelled",
+    Status.TIMED_OUT: "Timed out",
+    Status.FAILED: "Failed",
+}
+
+RISK_EMOJI = {
+    "low": ":large_green_circle:",
+    "medium": ":large_yellow_circle:",
+    "high": ":large_orange_circle:",
+    "critical": ":red_circle:",
+}
+
+
+def _ts(value: datetime | None) -> int | None:
+    return int(value.timestamp()) if value else None
+
+
+def person_view(email: str | None, people: Mapping[str, Person]) -> dict[str, Any]:
+    """A person as templates show them: name, email, chat ids (None-safe)."""
+    if not email:
+        return {"email": "", "name": "", "slack_id": None, "teams_id": None}
+    person = people.get(email.lower())
+    return {
+        "email": email,
+        "name": person.name if person else email,
+        "slack_id": person.slack_id if person else None,
+        "teams_id": person.teams_id if person else None,
+    }
+
+
+def request_view(
+    request: AccessRequest,
+    policy: Policy,
+    people: Mapping[str, Person],
+    now: datetime,
+    viewer: str | None = None,
+    previous_requests: int = 0,
+) -> dict[str, Any]:
+    """Everything a card, DM or home tab may show about one request, for one viewer."""
+    resource = policy.resource(request.resource_id)
+    requester = people.get(request.requester)
+    stage = request.stage
+    viewer = viewer.lower() if viewer else None
+    decided_here = bool(
+        stage
+        and viewer
+        and any(d.approver == viewer and d.stage == stage.index for d in request.decisions)
+    )
+    can_decide = bool(
+        stage
+        and viewer
+        and viewer in stage.approvers
+        and not decided_here
+        and viewer != request.requester
+    )
+    remaining = (request.expires_at - now).total_seconds() if request.expires_at else None
+    return {
+        "id": request.id,
+        "status": request.status.value,
+        "status_label": STATUS_LABELS[request.status],
+        "is_pending": request.status is Status.PENDING,
+        "is_open": request.status.is_open,
+        "is_active": request.status is Status.ACTIVE,
+        "is_final": request.status.is_final,
+        "resource": {
+            "id": request.resource_id,
+            "name": resource.name if resource else request.resource_id,
+            "risk": resource.risk if resource else "unknown",
+            "risk_emoji": RISK_EMOJI.get(resource.risk, ":white_circle:")
+            if resource
+            else ":white_circle:",
+            "description": resource.description if resource else "",
+        },
+        "requester": person_view(request.requester, people),
+        "requester_manager": person_view(requester.manager if requester else None, people),
+        "principal": request.principal,
+        "duration": format_duration(request.duration),
+        "justification": request.justification,
+        "ticket": request.ticket or "",
+        "break_glass": request.break_glass,
+        "approval_mode": request.approval_mode,
+        "created_ts": _ts(request.created_at),
+        "granted_ts": _ts(request.granted_at),
+        "expires_ts": _ts(request.expires_at),
+        "ended_ts": _ts(request.ended_at),
+        "time_left": format_duration_left(remaining),
+        "ended_by": person_view(request.ended_by, people)
+        if request.ended_by != "clearance"
+        else None,
+        "end_reason": request.end_reason or "",
+        "failure": request.failure or "",
+        "stage_count": request.stage_count,
+        "stage": (
+            {
+                "index": stage.index,
+                "number": stage.index + 1,
+                "label": stage.label,
+                "required": stage.required,
+                "approvals": len(request.approvals_in(stage.index)),
+                "approvers": [person_view(a, people) for a in stage.approvers],
+                "fallback": stage.fallback,
+            }
+            if stage
+            else None
+        ),
+        "decisions": [
+            {
+                "stage_number": d.stage + 1,
+                "approver": person_view(d.approver, people),
+                "outcome": d.outcome,
+                "reason": d.reason,
+                "ts": _ts(d.at),
+            }
+            for d in request.decisions
+        ],
+        "can_decide": can_decide,
+        "viewer_decided": decided_here,
+        "previous_requests": previous_requests,
+        "policy_version": request.policy_version[:12],
+    }
+
+
+def format_duration_left(seconds: float | None) -> str:
+    """Time left as a policy-style duration, to the minute ('' when not granted)."""
+    if seconds is None:
+        return ""
+    if seconds <= 0:
+        return "ended"
+    return format_duration(timedelta(seconds=max(60, int(seconds) // 60 * 60)))
