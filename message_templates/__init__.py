@@ -7,12 +7,11 @@ by the filters those templates use).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from functools import cache
 from typing import Any
-
-import json
-from datetime import UTC, datetime
 
 import jinja2
 
