@@ -16,14 +16,20 @@ from typing import Any
 
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.slack.chat import SlackChat
+from adapters.slack.surface import SlackSurface
 from adapters.slack.usergroups import SlackUserGroups
 from adapters.static.directory import StaticDirectory
+from bot.admin_commands import AdminCommands
+from bot.chat import Chat
 from bot.clock import Clock, SystemClock
 from bot.connectors import ConnectorFactory, Connectors, UnknownConnector
 from bot.dispatcher import Dispatcher
 from bot.fulfilment import Fulfilment
+from bot.notifier import Notifier
 from bot.policy_source import PolicySource
 from bot.settings import Settings
 from bot.usecases import Clearance
@@ -32,6 +38,7 @@ from engine.policy import ConnectorConfig
 from engine.ports import Directory, Entitlements
 from storage import migrate
 from storage.audit_log import AuditLog
+from storage.chat_log import ChatLog
 from storage.database import Database
 from storage.locks import NamedLocks
 from storage.outbox import Outbox
@@ -51,7 +58,10 @@ def slack_client(settings: Settings) -> AsyncWebClient:
         if settings.slack_api_url.endswith("/")
         else settings.slack_api_url + "/"
     )
-    return AsyncWebClient(token=token, base_url=base)
+    # Slack's rate limits (HTTP 429) are waited out and retried rather than failing a job.
+    client = AsyncWebClient(token=token, base_url=base)
+    client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=2))
+    return client
 
 
 def connector_factories(
@@ -82,6 +92,10 @@ class Components:
     connectors: Connectors
     dispatcher: Dispatcher
     fulfilment: Fulfilment
+    chat_log: ChatLog
+    notifier: Notifier
+    admin: AdminCommands
+    slack: SlackSurface | None = None
     extras: dict[str, Any] = field(default_factory=dict)
 
     async def close(self) -> None:
@@ -115,6 +129,27 @@ def build(
         dispatcher, settings.clearance_grant_attempts, settings.clearance_revoke_alert_every
     )
     dispatcher.on_give_up = fulfilment.on_give_up
+    chat_log = ChatLog(database)
+    chats: list[Chat] = []
+    slack = None
+    if settings.slack_bot_token is not None:
+        client = slack_client(settings)
+        chats.append(SlackChat(client, lambda: policies.current))
+    notifier = Notifier(clearance, chats, chat_log)
+    if chats:
+        # Only a process that can deliver messages takes notification jobs.
+        notifier.register(dispatcher)
+    admin = AdminCommands(clearance, notifier)
+    if settings.slack_bot_token is not None:
+        secret = settings.slack_signing_secret
+        slack = SlackSurface(
+            clearance,
+            notifier,
+            admin,
+            chat_log,
+            client,
+            secret.get_secret_value() if secret else None,
+        )
     return Components(
         settings=settings,
         database=database,
@@ -127,6 +162,10 @@ def build(
         connectors=connectors,
         dispatcher=dispatcher,
         fulfilment=fulfilment,
+        chat_log=chat_log,
+        notifier=notifier,
+        admin=admin,
+        slack=slack,
     )
 
 
@@ -168,13 +207,24 @@ def web_app(components: Components) -> web.Application:
 
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
+    if components.slack is not None and components.settings.slack_signing_secret is not None:
+        # Mounted only with a signing secret: every request to it is signature-checked.
+        app.router.add_post("/slack/events", components.slack.handle)
     return app
 
 
-async def serve(components: Components, host: str = "0.0.0.0") -> None:  # noqa: S104
+async def serve(
+    components: Components,
+    host: str = "0.0.0.0",  # noqa: S104 - a server behind a load balancer listens on all
+    socket_mode: bool = False,
+) -> None:
     """Run the web server, the dispatcher and the scheduler until SIGINT/SIGTERM."""
     await start(components)
     settings = components.settings
+    if components.slack is None:
+        log.warning("SLACK_BOT_TOKEN is not set: Slack is off; requests cannot be made in chat")
+    elif components.settings.slack_signing_secret is None and not socket_mode:
+        log.warning("SLACK_SIGNING_SECRET is not set: /slack/events is not served")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -200,9 +250,22 @@ async def serve(components: Components, host: str = "0.0.0.0") -> None:  # noqa:
         components.dispatcher.run(stop, interval=settings.clearance_tick_seconds * 5)
     )
     components.dispatcher.wake()  # overdue work found at start-up runs at once
+    socket_handler = None
+    if socket_mode:
+        if components.slack is None or settings.slack_app_token is None:
+            raise SystemExit("Socket Mode needs SLACK_BOT_TOKEN and SLACK_APP_TOKEN")
+        from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
+
+        socket_handler = AsyncSocketModeHandler(
+            components.slack.app, settings.slack_app_token.get_secret_value()
+        )
+        await socket_handler.connect_async()  # type: ignore[no-untyped-call]
+        log.info("connected to Slack in Socket Mode")
     try:
         await stop.wait()
     finally:
+        if socket_handler is not None:
+            await socket_handler.close_async()  # type: ignore[no-untyped-call]
         scheduler.shutdown(wait=False)
         await dispatcher_task
         await runner.cleanup()

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
+from adapters.slack.surface import manifest_data
 from bot.app import SUPPORTED_CONNECTOR_TYPES, build, serve
 from bot.settings import Settings
 from engine.audit import AuditEvent, verify_chain
@@ -205,10 +206,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
-        asyncio.run(serve(build(settings)))
+        asyncio.run(serve(build(settings), socket_mode=args.socket_mode))
     except PolicyError as exc:
         print(f"Refusing to start: the policy has problems:\n{exc}", file=sys.stderr)
         return EXIT_PROBLEM
+    return EXIT_OK
+
+
+def cmd_slack_manifest(args: argparse.Namespace) -> int:
+    print(render("cli", "slack_manifest", manifest_data(args.url)))
     return EXIT_OK
 
 
@@ -262,7 +268,22 @@ def parser() -> argparse.ArgumentParser:
     up.set_defaults(func=cmd_db_upgrade)
 
     srv = add(sub, "serve", "Run the web server and the dispatcher.", db=True, policy=True)
+    srv.add_argument(
+        "--socket-mode",
+        action="store_true",
+        help="connect to Slack over Socket Mode (SLACK_APP_TOKEN) instead of HTTP",
+    )
     srv.set_defaults(func=cmd_serve)
+
+    slack = sub.add_parser("slack", help="Slack app setup")
+    ssub = slack.add_subparsers(dest="action", required=True)
+    man = add(
+        ssub, "manifest", "Print the Slack app manifest (YAML) to paste at api.slack.com/apps."
+    )
+    man.add_argument(
+        "--url", default="https://clearance.example.com", help="public base URL of clearance serve"
+    )
+    man.set_defaults(func=cmd_slack_manifest)
     return root
 
 

@@ -100,12 +100,21 @@ class Clearance:
     # --- identities ---------------------------------------------------------------------
 
     async def person_for_chat(
-        self, platform: str, chat_id: str, email: str | None = None
+        self,
+        platform: str,
+        chat_id: str,
+        email_lookup: Callable[[], Awaitable[str | None]] | None = None,
     ) -> Person:
-        """The directory person behind a verified chat identity; refuses unknown people."""
+        """The directory person behind a verified chat identity; refuses unknown people.
+
+        The chat id is matched first; otherwise the platform's verified email for that
+        id (``email_lookup``) is looked up in the directory.
+        """
         person = await self.directory.person_by_chat_id(platform, chat_id)
-        if person is None and email:
-            person = await self.directory.person(email)
+        if person is None and email_lookup is not None:
+            email = await email_lookup()
+            if email:
+                person = await self.directory.person(email)
         if person is None:
             raise Refused(
                 Refusal(
@@ -114,6 +123,8 @@ class Clearance:
                     "anyone in the directory. Ask an admin to add you.",
                 )
             )
+        if not person.active:
+            raise Refused(Refusal("inactive", "Your account is inactive in the directory."))
         return person
 
     # --- requests -----------------------------------------------------------------------

@@ -148,4 +148,33 @@ class OutboxRow(SQLModel, table=True):
     completed_at: datetime | None = _ts()
 
 
+class ChatMessageRow(SQLModel, table=True):
+    """A message Clearance sent about a request, kept so it can be updated in place later."""
+
+    __tablename__ = "chat_messages"
+    __table_args__ = (
+        sa.UniqueConstraint("outbox_id", "platform", "recipient", name="uq_chat_message_once"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    request_id: str = Field(index=True, max_length=32)
+    outbox_id: int | None = None  # the job that sent it: a retried job does not send twice
+    platform: str = Field(max_length=16)
+    recipient: str = Field(max_length=320)  # email, or "admins"
+    template: str = Field(max_length=64)
+    stage: int | None = None
+    channel: str = Field(max_length=128)
+    message_id: str = Field(max_length=256)  # Slack ts, Teams activity id
+    created_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
+
+
+class InboundEventRow(SQLModel, table=True):
+    """Keys of platform deliveries already handled, so a retried delivery is not acted on twice."""
+
+    __tablename__ = "inbound_events"
+
+    key: str = Field(primary_key=True, max_length=200)
+    received_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
+
+
 metadata = SQLModel.metadata

@@ -1,0 +1,209 @@
+"""Admin commands typed in the private admin channel: parse, authorize, run, audit.
+
+Only people in ``admins.users`` may run them, and only in the admin channel the policy
+names. Every attempt, allowed or refused, is audited. The result is data for the
+``admin_reply`` template of whichever chat platform the command came from.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot.notifier import Notifier
+from bot.usecases import Clearance
+from engine.access_request import Status
+from engine.lifecycle import SYSTEM_ACTOR, AuditRecord
+from engine.policy import PolicyError
+from engine.refusals import Refusal, Refused
+
+HELP = [
+    "help: this list",
+    "pending: requests waiting for approval",
+    "active: access granted right now",
+    "show <request>: one request with its decisions",
+    "revoke <request> <reason>: end access (or a pending request) now",
+    "audit <request>: the audit events of a request",
+    "policy: the policy in force (version and summary)",
+    "reload: read the policy file again (a broken file is refused; the old one stays)",
+]
+_MENTION = re.compile(r"^\s*(<@[A-Z0-9]+>|<at>[^<]*</at>)\s*")
+_LIST_LIMIT = 15
+
+
+@dataclass
+class AdminReply:
+    """What the admin sees, as template data."""
+
+    title: str
+    lines: list[str] = field(default_factory=list)
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    footer: str = ""
+
+    def data(self) -> dict[str, Any]:
+        return {
+            "title": self.title,
+            "lines": self.lines,
+            "requests": self.requests,
+            "events": self.events,
+            "footer": self.footer,
+        }
+
+
+def parse(text: str) -> tuple[str, list[str]]:
+    """``@Clearance revoke R-1 reason words`` -> ("revoke", ["R-1", "reason words"])."""
+    text = _MENTION.sub("", text or "").strip()
+    while _MENTION.match(text):
+        text = _MENTION.sub("", text).strip()
+    if not text:
+        return "help", []
+    command, _, rest = text.partition(" ")
+    command = command.lower()
+    rest = rest.strip()
+    if command == "revoke":
+        request_id, _, reason = rest.partition(" ")
+        return command, [a for a in (request_id.upper(), reason.strip()) if a]
+    return command, [a.upper() if a.lower().startswith("r-") else a for a in rest.split()]
+
+
+class AdminCommands:
+    """Runs admin commands for a verified actor in a known channel."""
+
+    def __init__(self, clearance: Clearance, notifier: Notifier) -> None:
+        self.clearance = clearance
+        self.notifier = notifier
+
+    async def run(self, actor: str, in_admin_channel: bool, text: str) -> AdminReply:
+        command, args = parse(text)
+        policy = self.clearance.policy
+        allowed = in_admin_channel and policy.is_admin(actor)
+        await self._audit(actor, command, args, allowed)
+        if not in_admin_channel:
+            return AdminReply("Not here", ["Admin commands work only in the admin channel."])
+        if not policy.is_admin(actor):
+            return AdminReply(
+                "Not allowed",
+                [f"{actor} is not a Clearance admin; admins are listed in the policy."],
+            )
+        handler = getattr(self, f"_cmd_{command}", None)
+        if handler is None:
+            return AdminReply("Unknown command", [f"'{command}' is not a command.", *HELP])
+        try:
+            reply: AdminReply = await handler(actor, args)
+        except Refused as exc:
+            return AdminReply("Refused", [exc.message])
+        return reply
+
+    async def _audit(self, actor: str, command: str, args: list[str], allowed: bool) -> None:
+        await self.clearance.record(
+            AuditRecord(
+                action="admin_command",
+                actor=actor,
+                request_id=args[0] if args and args[0].startswith("R-") else None,
+                resource_id=None,
+                policy_version=self.clearance.policy.version,
+                details={"command": command, "args": args, "allowed": allowed},
+            )
+        )
+
+    async def _cmd_help(self, _actor: str, _args: list[str]) -> AdminReply:
+        return AdminReply("Clearance admin commands", HELP)
+
+    async def _list(self, title: str, statuses: list[Status], empty: str) -> AdminReply:
+        found = await self.clearance.store.find(statuses, limit=_LIST_LIMIT + 1)
+        views = [await self.notifier.view(r, None) for r in found[:_LIST_LIMIT]]
+        more = f"Showing the newest {_LIST_LIMIT}." if len(found) > _LIST_LIMIT else ""
+        return AdminReply(title, [] if views else [empty], views, footer=more)
+
+    async def _cmd_pending(self, _actor: str, _args: list[str]) -> AdminReply:
+        return await self._list(
+            "Waiting for approval",
+            [Status.PENDING, Status.APPROVED, Status.PROVISIONING],
+            "Nothing is waiting.",
+        )
+
+    async def _cmd_active(self, _actor: str, _args: list[str]) -> AdminReply:
+        return await self._list("Active access", [Status.ACTIVE], "Nobody holds access right now.")
+
+    async def _cmd_show(self, _actor: str, args: list[str]) -> AdminReply:
+        request = await self.clearance.get(_one(args, "show <request>"))
+        return AdminReply(
+            f"Request {request.id}", requests=[await self.notifier.view(request, None)]
+        )
+
+    async def _cmd_revoke(self, actor: str, args: list[str]) -> AdminReply:
+        if len(args) < 2:
+            return AdminReply("Usage", ["revoke <request> <reason>: the reason is required."])
+        request = await self.clearance.revoke(args[0], actor, args[1])
+        return AdminReply(
+            f"Revoked {request.id}",
+            [f"{request.id} is revoked; the membership is removed now if it was granted."],
+            [await self.notifier.view(request, None)],
+        )
+
+    async def _cmd_audit(self, _actor: str, args: list[str]) -> AdminReply:
+        request_id = _one(args, "audit <request>")
+        await self.clearance.get(request_id)
+        events = [
+            {
+                "seq": e.seq,
+                "ts": int(e.at.timestamp()),
+                "action": e.action,
+                "actor": e.actor,
+                "details_text": json.dumps(dict(e.details), ensure_ascii=False, sort_keys=True),
+            }
+            async for e in self.clearance.audit.events(request_id=request_id)
+        ]
+        shown = events[-40:]
+        footer = (
+            f"Showing the last {len(shown)} of {len(events)} events." if len(events) > 40 else ""
+        )
+        return AdminReply(f"Audit trail of {request_id}", events=shown, footer=footer)
+
+    async def _cmd_policy(self, _actor: str, _args: list[str]) -> AdminReply:
+        policy = self.clearance.policy
+        lines = [f"Version {policy.version}", policy.summary(), f"File: {policy.source}"]
+        lines += [f"{r.id}: {r.name} ({r.risk})" for r in policy.resources[:30]]
+        return AdminReply("Policy in force", lines)
+
+    async def _cmd_reload(self, actor: str, _args: list[str]) -> AdminReply:
+        old = self.clearance.policy
+        try:
+            new, _ = self.clearance.policies.reload()
+        except PolicyError as exc:
+            shown = [str(p) for p in exc.problems[:20]]
+            more = len(exc.problems) - len(shown)
+            return AdminReply(
+                "Reload refused",
+                [*shown, *([f"... and {more} more"] if more > 0 else [])],
+                footer=f"The policy in force is unchanged (version {old.version[:12]}).",
+            )
+        await self.clearance.record(
+            AuditRecord(
+                action="policy_loaded",
+                actor=actor,
+                request_id=None,
+                resource_id=None,
+                policy_version=new.version,
+                details={
+                    "source": new.source,
+                    "previous": old.version,
+                    "by": actor or SYSTEM_ACTOR,
+                },
+            )
+        )
+        change = (
+            "unchanged"
+            if new.version == old.version
+            else f"{old.version[:12]} -> {new.version[:12]}"
+        )
+        return AdminReply("Policy reloaded", [new.summary(), f"Version {change}"])
+
+
+def _one(args: list[str], usage: str) -> str:
+    if not args:
+        raise Refused(Refusal("usage", f"Usage: {usage}"))
+    return args[0]

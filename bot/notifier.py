@@ -1,0 +1,206 @@
+"""Outbox handlers that talk to people: DMs, approval cards, the admin feed, reminders.
+
+Every message is rendered from a template with data read fresh from the store, so a card
+always shows the current state. Messages that may change later (approval cards and the
+requester's confirmation) are logged and updated in place after each decision. A retried
+job never sends the same message twice: each send is logged under the job's id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from bot.chat import Chat, Unreachable
+from bot.dispatcher import Dispatcher
+from bot.presentation import request_view
+from bot.usecases import Clearance
+from engine.access_request import AccessRequest
+from engine.directory import Person
+from engine.durations import parse_duration
+from engine.lifecycle import reminder_due
+from message_templates import render_json
+from storage.chat_log import ChatLog, SentMessage
+from storage.outbox import OutboxItem
+
+log = logging.getLogger(__name__)
+
+LIVE_TEMPLATES = ("approval_card", "request_submitted")
+
+
+class Notifier:
+    """Turns notify effects into messages on every configured chat platform."""
+
+    def __init__(self, clearance: Clearance, chats: Sequence[Chat], chat_log: ChatLog) -> None:
+        self.clearance = clearance
+        self.chats = {chat.platform: chat for chat in chats}
+        self.chat_log = chat_log
+
+    def register(self, dispatcher: Dispatcher) -> None:
+        dispatcher.register("notify", self.notify)
+        dispatcher.register("notify_approvers", self.notify_approvers)
+        dispatcher.register("notify_admins", self.notify_admins)
+        dispatcher.register("refresh_cards", self.refresh_cards)
+        dispatcher.register("remind", self.remind)
+
+    # --- data ---------------------------------------------------------------------------
+
+    async def people(self, request: AccessRequest, *more: str) -> dict[str, Person]:
+        emails = {request.requester, *more}
+        emails |= {d.approver for d in request.decisions}
+        for stage in request.stages[-1:]:
+            emails |= set(stage.approvers)
+        if request.ended_by:
+            emails.add(request.ended_by)
+        found = await asyncio.gather(*(self.clearance.directory.person(e) for e in emails))
+        people = {p.email: p for p in found if p is not None}
+        requester = people.get(request.requester)
+        if requester and requester.manager and requester.manager not in people:
+            manager = await self.clearance.directory.person(requester.manager)
+            if manager:
+                people[manager.email] = manager
+        return people
+
+    async def view(
+        self, request: AccessRequest, viewer: str | None, people: dict[str, Person] | None = None
+    ) -> dict[str, Any]:
+        people = people if people is not None else await self.people(request)
+        earlier = await self.clearance.store.find(requester=request.requester, limit=200)
+        previous = sum(
+            1 for r in earlier if r.resource_id == request.resource_id and r.id != request.id
+        )
+        return request_view(
+            request, self.clearance.policy, people, self.clearance.clock.now(), viewer, previous
+        )
+
+    # --- handlers -----------------------------------------------------------------------
+
+    async def notify(self, item: OutboxItem) -> None:
+        request = await self.clearance.get(_rid(item))
+        email = str(item.payload["email"])
+        context = dict(item.payload.get("context") or {})
+        await self._send(item, request, email, str(item.payload["template"]), context)
+
+    async def notify_approvers(self, item: OutboxItem) -> None:
+        request = await self.clearance.get(_rid(item))
+        stage = request.stage
+        if stage is None or stage.index != int(item.payload["stage"]):
+            return  # decided or moved on before we got here: nobody should be asked now
+        people = await self.people(request)
+        for approver in stage.approvers:
+            await self._send(item, request, approver, "approval_card", {}, people, stage.index)
+
+    async def notify_admins(self, item: OutboxItem) -> None:
+        request = await self.clearance.get(_rid(item))
+        template = "admin_" + str(item.payload["template"])
+        data = {
+            "r": await self.view(request, None),
+            "context": dict(item.payload.get("context") or {}),
+        }
+        for chat in self.chats.values():
+            if await self.chat_log.was_sent(item.id, chat.platform, "admins"):
+                continue
+            delivered = await chat.post_admins(render_json(chat.platform, template, data))
+            if delivered is not None:
+                await self._log(chat, request, "admins", template, None, delivered, item.id)
+
+    async def refresh_cards(self, item: OutboxItem) -> None:
+        request = await self.clearance.get(_rid(item))
+        people = await self.people(request)
+        for sent in await self.chat_log.for_request(request.id, LIVE_TEMPLATES):
+            chat = self.chats.get(sent.platform)
+            if chat is None:
+                continue
+            data = {"r": await self.view(request, sent.recipient, people)}
+            await chat.update(
+                sent.channel, sent.message_id, render_json(chat.platform, sent.template, data)
+            )
+
+    async def remind(self, item: OutboxItem) -> None:
+        request = await self.clearance.get(_rid(item))
+        before = str(item.payload["before"])
+        if not reminder_due(request, self.clearance.clock.now(), parse_duration(before)):
+            return  # ended or extended since the reminder was planned
+        await self._send(item, request, request.requester, "expiry_reminder", {"before": before})
+
+    # --- sending ------------------------------------------------------------------------
+
+    async def _send(
+        self,
+        item: OutboxItem,
+        request: AccessRequest,
+        email: str,
+        template: str,
+        context: dict[str, Any],
+        people: dict[str, Person] | None = None,
+        stage: int | None = None,
+    ) -> None:
+        person = await self.clearance.directory.person(email)
+        reached = False
+        if person is not None:
+            for chat in self._chats_for(person):
+                if await self.chat_log.was_sent(item.id, chat.platform, email):
+                    reached = True
+                    continue
+                data = {"r": await self.view(request, email, people), **context}
+                try:
+                    delivered = await chat.send_direct(
+                        person, render_json(chat.platform, template, data)
+                    )
+                except Unreachable:
+                    continue
+                reached = True
+                await self._log(chat, request, email, template, stage, delivered, item.id)
+        if not reached:
+            # Never drop a message silently: the admins hear who could not be reached.
+            log.warning("request %s: %s could not be reached for %s", request.id, email, template)
+            await self._tell_admins_unreachable(request, email, template)
+
+    def _chats_for(self, person: Person) -> Iterable[Chat]:
+        return [chat for chat in self.chats.values() if chat.reaches(person)]
+
+    async def _log(
+        self,
+        chat: Chat,
+        request: AccessRequest,
+        recipient: str,
+        template: str,
+        stage: int | None,
+        delivered: Any,
+        outbox_id: int,
+    ) -> None:
+        await self.chat_log.add(
+            SentMessage(
+                request.id,
+                chat.platform,
+                recipient,
+                template,
+                stage,
+                delivered.channel,
+                delivered.message_id,
+            ),
+            outbox_id,
+            self.clearance.clock.now(),
+        )
+
+    async def _tell_admins_unreachable(
+        self, request: AccessRequest, email: str, template: str
+    ) -> None:
+        data = {
+            "r": await self.view(request, None),
+            "context": {
+                "error": f"{email} could not be reached in chat ({template})",
+                "kind": "notify",
+                "attempts": "1",
+            },
+        }
+        for chat in self.chats.values():
+            await chat.post_admins(render_json(chat.platform, "admin_job_failed", data))
+
+
+def _rid(item: OutboxItem) -> str:
+    if not item.request_id:
+        raise ValueError(f"{item.kind} row #{item.id} names no request")
+    return item.request_id

@@ -1,0 +1,94 @@
+"""Which chat messages were sent about which request, and which deliveries were handled."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col
+
+from storage.database import Database
+from storage.tables import ChatMessageRow, InboundEventRow
+
+
+@dataclass(frozen=True)
+class SentMessage:
+    """A message that can be updated in place (Slack channel + ts, Teams conversation + id)."""
+
+    request_id: str
+    platform: str
+    recipient: str
+    template: str
+    stage: int | None
+    channel: str
+    message_id: str
+
+
+class ChatLog:
+    """Sent messages per request, and first-time checks for inbound deliveries."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    async def was_sent(self, outbox_id: int, platform: str, recipient: str) -> bool:
+        async with self.database.transaction() as session:
+            row = (
+                await session.execute(
+                    select(col(ChatMessageRow.id)).where(
+                        col(ChatMessageRow.outbox_id) == outbox_id,
+                        col(ChatMessageRow.platform) == platform,
+                        col(ChatMessageRow.recipient) == recipient,
+                    )
+                )
+            ).first()
+        return row is not None
+
+    async def add(self, message: SentMessage, outbox_id: int | None, now: datetime) -> None:
+        async with self.database.transaction() as session:
+            session.add(
+                ChatMessageRow(
+                    request_id=message.request_id,
+                    outbox_id=outbox_id,
+                    platform=message.platform,
+                    recipient=message.recipient,
+                    template=message.template,
+                    stage=message.stage,
+                    channel=message.channel,
+                    message_id=message.message_id,
+                    created_at=now,
+                )
+            )
+
+    async def for_request(self, request_id: str, templates: tuple[str, ...]) -> list[SentMessage]:
+        async with self.database.transaction() as session:
+            rows = (
+                (
+                    await session.execute(
+                        select(ChatMessageRow)
+                        .where(
+                            col(ChatMessageRow.request_id) == request_id,
+                            col(ChatMessageRow.template).in_(templates),
+                        )
+                        .order_by(col(ChatMessageRow.id))
+                    )
+                )
+                .scalars()
+                .all()
+            )
+        return [
+            SentMessage(
+                r.request_id, r.platform, r.recipient, r.template, r.stage, r.channel, r.message_id
+            )
+            for r in rows
+        ]
+
+    async def first_time(self, key: str, now: datetime) -> bool:
+        """True the first time a delivery key is seen (across replicas); False for repeats."""
+        try:
+            async with self.database.transaction() as session:
+                session.add(InboundEventRow(key=key[:200], received_at=now))
+        except IntegrityError:
+            return False
+        return True
