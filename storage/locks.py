@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from sqlalchemy import text
 
 from storage.database import Database
+
+_LOCAL: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 class NamedLocks:
@@ -21,11 +26,13 @@ class NamedLocks:
 
     def __init__(self, database: Database) -> None:
         self.database = database
-        self._local: dict[str, asyncio.Lock] = {}
 
     @asynccontextmanager
     async def hold(self, name: str) -> AsyncIterator[None]:
-        local = self._local.setdefault(name, asyncio.Lock())
+        # In-process locks are shared by every NamedLocks of this event loop: two
+        # connectors built in one process must not race each other either.
+        loop_locks = _LOCAL.setdefault(asyncio.get_running_loop(), {})
+        local = loop_locks.setdefault(name, asyncio.Lock())
         async with local:
             if not self.database.is_postgres:
                 yield

@@ -1,0 +1,248 @@
+"""Sends Slack-shaped, correctly signed requests to ``/slack/events``, as Slack would.
+
+Bodies follow Slack's real payloads: slash commands are form-encoded, interactivity is a
+form field ``payload`` holding JSON, events are JSON. Signatures use v0 HMAC-SHA256 over
+``v0:{timestamp}:{body}`` with the signing secret.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import itertools
+import json
+import time
+from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp
+
+SIGNING_SECRET = "test-signing-secret"
+
+
+def signature(secret: str, timestamp: str, body: str) -> str:
+    base = f"v0:{timestamp}:{body}".encode()
+    return "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
+
+
+class SlackDriver:
+    """Plays Slack's side towards the bot's HTTP endpoint."""
+
+    def __init__(self, events_url: str, response_base: str, secret: str = SIGNING_SECRET) -> None:
+        self.events_url = events_url
+        self.response_base = response_base.rstrip("/")
+        self.secret = secret
+        self._ids = itertools.count(1)
+        self.session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> SlackDriver:
+        self.session = aiohttp.ClientSession()
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        if self.session is not None:
+            await self.session.close()
+
+    def trigger(self) -> str:
+        return f"trigger-{next(self._ids)}"
+
+    async def post(
+        self,
+        body: str,
+        content_type: str,
+        timestamp: int | None = None,
+        secret: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, str]:
+        assert self.session is not None
+        ts = str(int(time.time()) if timestamp is None else timestamp)
+        sent = {
+            "Content-Type": content_type,
+            "X-Slack-Request-Timestamp": ts,
+            "X-Slack-Signature": signature(secret or self.secret, ts, body),
+            **(headers or {}),
+        }
+        async with self.session.post(self.events_url, data=body.encode(), headers=sent) as resp:
+            return resp.status, await resp.text()
+
+    async def command(self, user_id: str, text: str = "", **kw: Any) -> tuple[int, str]:
+        body = urlencode(
+            {
+                "token": "legacy",
+                "team_id": "T0TEAM",
+                "team_domain": "test",
+                "channel_id": "C0GENERAL",
+                "channel_name": "general",
+                "user_id": user_id,
+                "user_name": user_id.lower(),
+                "command": "/request-access",
+                "text": text,
+                "api_app_id": "A0APP",
+                "response_url": f"{self.response_base}/cmd-{next(self._ids)}",
+                "trigger_id": self.trigger(),
+            }
+        )
+        return await self.post(body, "application/x-www-form-urlencoded", **kw)
+
+    async def interactive(self, payload: dict[str, Any], **kw: Any) -> tuple[int, str]:
+        body = urlencode({"payload": json.dumps(payload)})
+        return await self.post(body, "application/x-www-form-urlencoded", **kw)
+
+    def _base(self, kind: str, user_id: str) -> dict[str, Any]:
+        return {
+            "type": kind,
+            "user": {"id": user_id, "username": user_id.lower(), "team_id": "T0TEAM"},
+            "api_app_id": "A0APP",
+            "token": "legacy",
+            "team": {"id": "T0TEAM", "domain": "test"},
+            "trigger_id": self.trigger(),
+        }
+
+    async def click(
+        self, user_id: str, message: dict[str, Any], action_id: str, **kw: Any
+    ) -> tuple[int, str]:
+        """Click the button ``action_id`` on a message the fake Slack holds."""
+        button = find_action(message["blocks"], action_id)
+        payload = {
+            **self._base("block_actions", user_id),
+            "container": {
+                "type": "message",
+                "message_ts": message["ts"],
+                "channel_id": message["channel"],
+                "is_ephemeral": False,
+            },
+            "channel": {"id": message["channel"], "name": "directmessage"},
+            "message": {"ts": message["ts"], "blocks": message["blocks"], "text": message["text"]},
+            "response_url": f"{self.response_base}/act-{next(self._ids)}",
+            "actions": [
+                {
+                    "type": "button",
+                    "action_id": action_id,
+                    "block_id": button.get("block_id", "b"),
+                    "value": button.get("value", ""),
+                    "action_ts": str(time.time()),
+                }
+            ],
+        }
+        return await self.interactive(payload, **kw)
+
+    async def click_value(
+        self, user_id: str, action_id: str, value: str, channel: str = "D0X", **kw: Any
+    ) -> tuple[int, str]:
+        """Click a button with a crafted value (a forged or stale button)."""
+        payload = {
+            **self._base("block_actions", user_id),
+            "container": {"type": "message", "message_ts": "1.0", "channel_id": channel},
+            "channel": {"id": channel, "name": "directmessage"},
+            "response_url": f"{self.response_base}/act-{next(self._ids)}",
+            "actions": [
+                {
+                    "type": "button",
+                    "action_id": action_id,
+                    "block_id": "b",
+                    "value": value,
+                    "action_ts": str(time.time()),
+                }
+            ],
+        }
+        return await self.interactive(payload, **kw)
+
+    async def choose(
+        self, user_id: str, view: dict[str, Any], block_id: str, value: str
+    ) -> tuple[int, str]:
+        """Pick an option in a select that dispatches its action (inside a modal)."""
+        payload = {
+            **self._base("block_actions", user_id),
+            "container": {"type": "view", "view_id": view["id"]},
+            "view": {
+                **view,
+                "state": {
+                    "values": {
+                        block_id: {
+                            "value": {"type": "static_select", "selected_option": {"value": value}}
+                        }
+                    }
+                },
+            },
+            "actions": [
+                {
+                    "type": "static_select",
+                    "action_id": "value",
+                    "block_id": block_id,
+                    "selected_option": {"value": value},
+                    "action_ts": str(time.time()),
+                }
+            ],
+        }
+        return await self.interactive(payload)
+
+    async def submit(
+        self, user_id: str, view: dict[str, Any], values: dict[str, str], **kw: Any
+    ) -> tuple[int, str]:
+        """Submit a modal with ``values`` by block id (selects and text inputs alike)."""
+        state: dict[str, Any] = {}
+        for block in view.get("blocks", []):
+            block_id = block.get("block_id")
+            if block_id not in values:
+                continue
+            element = block.get("element", {})
+            if element.get("type") in ("static_select", "external_select"):
+                entry = {"type": element["type"], "selected_option": {"value": values[block_id]}}
+            else:
+                entry = {"type": "plain_text_input", "value": values[block_id]}
+            state[block_id] = {"value": entry}
+        payload = {
+            **self._base("view_submission", user_id),
+            "view": {**view, "state": {"values": state}},
+            "response_urls": [],
+        }
+        return await self.interactive(payload, **kw)
+
+    async def event(
+        self, event: dict[str, Any], event_id: str | None = None, **kw: Any
+    ) -> tuple[int, str]:
+        body = json.dumps(
+            {
+                "token": "legacy",
+                "team_id": "T0TEAM",
+                "api_app_id": "A0APP",
+                "event": event,
+                "type": "event_callback",
+                "event_id": event_id or f"Ev{next(self._ids):08d}",
+                "event_time": int(time.time()),
+            }
+        )
+        return await self.post(body, "application/json", **kw)
+
+    async def mention(self, user_id: str, channel: str, text: str, **kw: Any) -> tuple[int, str]:
+        ts = f"{time.time():.6f}"
+        return await self.event(
+            {
+                "type": "app_mention",
+                "user": user_id,
+                "text": f"<@UBOT> {text}",
+                "ts": ts,
+                "channel": channel,
+                "event_ts": ts,
+            },
+            **kw,
+        )
+
+
+def find_action(blocks: list[dict[str, Any]], action_id: str) -> dict[str, Any]:
+    """The interactive element with ``action_id`` in Block Kit blocks (with its block_id)."""
+    for block in blocks:
+        for element in block.get("elements", []) + (
+            [block["accessory"]] if "accessory" in block else []
+        ):
+            if isinstance(element, dict) and element.get("action_id") == action_id:
+                return {**element, "block_id": block.get("block_id", "")}
+    raise AssertionError(f"no element with action_id {action_id!r} in {json.dumps(blocks)[:500]}")
+
+
+def has_action(blocks: list[dict[str, Any]], action_id: str) -> bool:
+    try:
+        find_action(blocks, action_id)
+    except AssertionError:
+        return False
+    return True
