@@ -207,7 +207,7 @@ class Resource(_Strict):
     duration: DurationRule
     justification: JustificationRule = JustificationRule()
     requesters: tuple[str, ...] | None = None
-    approval: tuple[Stage, ...] = ()
+    approval: tuple[Stage, ...]
     auto_approve: bool = False
     # By default one person approves at most one stage of a request (four eyes per stage).
     allow_same_approver_across_stages: bool = False
@@ -219,17 +219,24 @@ class Resource(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _approval_auto(cls, data: object) -> object:
-        if isinstance(data, dict) and "approval" in data:
-            approval = data["approval"]
-            if approval == "auto":
-                data = {**data, "approval": (), "auto_approve": True}
-            elif isinstance(approval, str) or not isinstance(approval, list | tuple):
-                raise ValueError("approval must be 'auto' or a list of stages")
-            elif not approval:
-                raise ValueError("approval needs at least one stage (or 'auto')")
-        elif isinstance(data, dict):
-            raise ValueError("missing 'approval': write 'auto' or a list of stages")
+        # Only the "auto" spelling is rewritten here; every other problem with the key is
+        # reported by field validation, beside the resource's other problems.
+        if isinstance(data, dict) and data.get("approval") == "auto":
+            return {**data, "approval": (), "auto_approve": True}
         return data
+
+    @field_validator("approval", mode="before")
+    @classmethod
+    def _check_approval(cls, v: object) -> object:
+        if isinstance(v, str) or not isinstance(v, list | tuple):
+            raise ValueError("approval must be 'auto' or a list of stages")
+        return v
+
+    @model_validator(mode="after")
+    def _stages_unless_auto(self) -> Resource:
+        if not self.auto_approve and not self.approval:
+            raise ValueError("approval needs at least one stage (or 'auto')")
+        return self
 
     @field_validator("reminders", mode="before")
     @classmethod

@@ -38,6 +38,7 @@ class FakeSlack:
     calls: list[Call] = field(default_factory=list)
     fail: dict[str, str] = field(default_factory=dict)  # method -> Slack error to answer
     used_triggers: set[str] = field(default_factory=set)
+    view_by_trigger: dict[str, str] = field(default_factory=dict)
     bot_user_id: str = "UBOT"
     _ts: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _runner: web.AppRunner | None = None
@@ -209,6 +210,7 @@ class FakeSlack:
         view_id = f"V{next(self._ts):06d}"
         view = {**args["view"], "id": view_id, "hash": f"h{view_id}"}
         self.views[view_id] = view
+        self.view_by_trigger[str(args["trigger_id"])] = view_id
         return {"view": view}
 
     def m_views_update(self, args: dict[str, Any]) -> dict[str, Any]:

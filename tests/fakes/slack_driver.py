@@ -65,7 +65,9 @@ class SlackDriver:
         async with self.session.post(self.events_url, data=body.encode(), headers=sent) as resp:
             return resp.status, await resp.text()
 
-    async def command(self, user_id: str, text: str = "", **kw: Any) -> tuple[int, str]:
+    async def command(
+        self, user_id: str, text: str = "", trigger_id: str | None = None, **kw: Any
+    ) -> tuple[int, str]:
         body = urlencode(
             {
                 "token": "legacy",
@@ -79,7 +81,7 @@ class SlackDriver:
                 "text": text,
                 "api_app_id": "A0APP",
                 "response_url": f"{self.response_base}/cmd-{next(self._ids)}",
-                "trigger_id": self.trigger(),
+                "trigger_id": trigger_id or self.trigger(),
             }
         )
         return await self.post(body, "application/x-www-form-urlencoded", **kw)
