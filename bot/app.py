@@ -26,7 +26,7 @@ from adapters.static.directory import StaticDirectory
 from bot.admin_commands import AdminCommands
 from bot.chat import Chat
 from bot.clock import Clock, SystemClock
-from bot.connectors import ConnectorFactory, Connectors, UnknownConnector
+from bot.connectors import SUPPORTED_CONNECTOR_TYPES, ConnectorFactory, Connectors, UnknownConnector
 from bot.dispatcher import Dispatcher
 from bot.fulfilment import Fulfilment
 from bot.notifier import Notifier
@@ -45,9 +45,6 @@ from storage.outbox import Outbox
 from storage.repository import Store
 
 log = logging.getLogger("clearance")
-
-
-SUPPORTED_CONNECTOR_TYPES = frozenset({"slack_usergroups"})
 
 
 def slack_client(settings: Settings) -> AsyncWebClient:

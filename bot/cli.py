@@ -13,17 +13,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
-from adapters.slack.surface import manifest_data
-from bot.app import SUPPORTED_CONNECTOR_TYPES, build, serve
+from bot.connectors import SUPPORTED_CONNECTOR_TYPES
 from bot.settings import Settings
 from engine.audit import AuditEvent, verify_chain
 from engine.durations import DurationError, format_duration, parse_duration
 from engine.policy import PolicyError, load_policy
 from engine.refusals import Refused
 from message_templates import render
-from storage import migrate
-from storage.audit_log import AuditLog
-from storage.database import Database
+
+# Commands import what they need when they run: `policy check` in CI should not pay for
+# loading Slack, the database drivers and Alembic.
 
 EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
 
@@ -55,6 +54,8 @@ def cmd_policy_check(args: argparse.Namespace) -> int:
 
 
 def cmd_policy_explain(args: argparse.Namespace) -> int:
+    from bot.app import build
+
     settings = _settings(args)
     components = build(settings)
     try:
@@ -97,6 +98,9 @@ def cmd_policy_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from storage.audit_log import AuditLog
+    from storage.database import Database
+
     settings = _settings(args)
 
     async def run() -> int:
@@ -162,6 +166,9 @@ def _write(event: AuditEvent, fmt: str, out: IO[str], writer: csv.DictWriter[str
 
 
 def cmd_audit_export(args: argparse.Namespace) -> int:
+    from storage.audit_log import AuditLog
+    from storage.database import Database
+
     settings = _settings(args)
     since = _since(args.since)
 
@@ -193,6 +200,8 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from storage import migrate
+
     settings = _settings(args)
     revision = migrate.upgrade(settings.database_url)
     print(f"Database is at revision {revision} (head {migrate.head_revision()}).")
@@ -200,6 +209,8 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from bot.app import build, serve
+
     settings = _settings(args)
     logging.basicConfig(
         level=settings.log_level.upper(),
@@ -214,6 +225,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_slack_manifest(args: argparse.Namespace) -> int:
+    from adapters.slack.surface import manifest_data
+
     print(render("cli", "slack_manifest", manifest_data(args.url)))
     return EXIT_OK
 

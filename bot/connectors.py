@@ -7,6 +7,9 @@ from collections.abc import Callable, Mapping
 from engine.policy import ConnectorConfig, Policy
 from engine.ports import Entitlements
 
+# Every connector type this code base can run; `policy check` refuses any other.
+SUPPORTED_CONNECTOR_TYPES = frozenset({"slack_usergroups"})
+
 ConnectorFactory = Callable[[str, ConnectorConfig], Entitlements]
 
 

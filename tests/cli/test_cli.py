@@ -1,0 +1,141 @@
+"""The ``clearance`` command as a user runs it: a real process, real files, a real database."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from sqlalchemy import create_engine, text
+
+from bot.usecases import Clearance
+from engine.lifecycle import RequestDraft
+from storage.migrate import sync_url
+from tests.conftest import EXAMPLE_POLICY
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bot.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+
+
+def test_policy_check_accepts_the_example() -> None:
+    result = run_cli("policy", "check", str(EXAMPLE_POLICY))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("\n") == 1 and "OK, 4 resources" in result.stdout
+
+
+def test_policy_check_lists_every_problem_with_its_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "admins: {users: [ghost@example.com]}\n"  # 1
+        "connectors:\n"  # 2
+        "  c1: {type: slack_usergroups}\n"  # 3
+        "resources:\n"  # 4
+        "  - id: db\n"  # 5
+        "    name: DB\n"  # 6
+        "    risk: high\n"  # 7
+        "    grant: {connector: nope, group: g}\n"  # 8
+        "    duration: {default: 8h, max: 4h}\n"  # 9
+        "    approval: [group:ghosts]\n"  # 10
+    )
+    result = run_cli("policy", "check", str(bad))
+    assert result.returncode == 1
+    lines = result.stdout.strip().splitlines()
+    assert [line.split(":")[1] for line in lines] == ["1", "8", "9", "10", "10"]
+    assert all(line.startswith(f"{bad}:") for line in lines)
+    assert "unknown connector 'nope'" in result.stdout
+    assert "unknown group 'ghosts'" in result.stdout
+
+
+def test_policy_explain_names_approvers_and_exclusions() -> None:
+    result = run_cli(
+        "policy",
+        "explain",
+        "--policy",
+        str(EXAMPLE_POLICY),
+        "--requester",
+        "bob@example.com",
+        "--resource",
+        "ci-admin",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Erin Evans <erin@example.com>" in result.stdout
+    assert "Excluded: Bob Baker <bob@example.com>, is the requester" in result.stdout
+    unknown = run_cli(
+        "policy",
+        "explain",
+        "--policy",
+        str(EXAMPLE_POLICY),
+        "--requester",
+        "bob@example.com",
+        "--resource",
+        "nope",
+    )
+    assert unknown.returncode == 1 and "no resource 'nope'" in unknown.stderr
+
+
+def test_db_upgrade_then_audit_verify_and_export(db_url: str, tmp_path: Path) -> None:
+    env = {"DATABASE_URL": db_url}
+    up = run_cli("db", "upgrade", env=env)
+    assert up.returncode == 0 and "revision 0002" in up.stdout, up.stderr
+    empty = run_cli("audit", "verify", env=env)
+    assert empty.returncode == 0 and "0 events" in empty.stdout
+
+
+async def test_audit_verify_detects_tampering(
+    db_url: str, clearance: Clearance, tmp_path: Path
+) -> None:
+    # Activity through the real use cases fills the chain.
+    for n in range(3):
+        await clearance.submit(
+            RequestDraft(
+                "alice@example.com",
+                "prod-db-admin",
+                f"Fixing INC-{n} on the primary",
+                ticket=f"INC-{n}",
+            )
+        )
+    env = {"DATABASE_URL": db_url}
+    ok = run_cli("audit", "verify", env=env)
+    assert ok.returncode == 0 and "intact" in ok.stdout
+
+    exported = run_cli("audit", "export", "--format", "jsonl", env=env)
+    events = [json.loads(line) for line in exported.stdout.splitlines()]
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    assert "chain head" in exported.stderr
+    out = tmp_path / "evidence.csv"
+    as_csv = run_cli(
+        "audit",
+        "export",
+        "--format",
+        "csv",
+        "-o",
+        str(out),
+        "--request",
+        events[0]["request_id"],
+        env=env,
+    )
+    assert as_csv.returncode == 0
+    rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    assert rows and {r["request_id"] for r in rows} == {events[0]["request_id"]}
+    bad_since = run_cli("audit", "export", "--since", "yesterday-ish", env=env)
+    assert bad_since.returncode != 0 and "--since" in bad_since.stderr
+
+    engine = create_engine(sync_url(db_url))
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE audit_events SET actor = 'mallory@example.com' WHERE seq = 4"))
+    engine.dispose()
+    tampered = run_cli("audit", "verify", env=env)
+    assert tampered.returncode == 1
+    assert "first bad event is #4" in tampered.stderr
