@@ -4,6 +4,9 @@ PY := $(VENV)/bin/python
 
 .PHONY: setup run demo test lint bench clean
 
+CLEARANCE_POLICY ?= examples/policy.yaml
+export CLEARANCE_POLICY
+
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -14,11 +17,13 @@ $(VENV)/.installed: pyproject.toml
 
 # Without a Slack workspace: validate the example policy and show who would approve.
 demo: setup
-	$(VENV)/bin/clearance policy check examples/policy.yaml
+	$(VENV)/bin/clearance policy check $(CLEARANCE_POLICY)
 	$(VENV)/bin/clearance policy explain --policy examples/policy.yaml \
 		--requester alice@example.com --resource prod-db-admin
 
+# Serve: Slack at /slack/events (when SLACK_* are set), /healthz, /metrics, the dispatcher.
 run: demo
+	$(VENV)/bin/clearance serve
 
 lint: setup
 	$(VENV)/bin/ruff check .

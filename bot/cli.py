@@ -216,6 +216,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # The scheduler logs every tick at INFO; only its problems are worth a line.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
     try:
         asyncio.run(serve(build(settings), socket_mode=args.socket_mode))
     except PolicyError as exc:
