@@ -19,14 +19,18 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.ldap.connection import LdapClient, LdapSettings
+from adapters.ldap.entitlements import LdapGroups
+from adapters.scim.client import ScimClient, ScimSettings
+from adapters.scim.entitlements import ScimGroups
 from adapters.slack.chat import SlackChat
 from adapters.slack.surface import SlackSurface
 from adapters.slack.usergroups import SlackUserGroups
-from adapters.static.directory import StaticDirectory
 from bot.admin_commands import AdminCommands
 from bot.chat import Chat
 from bot.clock import Clock, SystemClock
-from bot.connectors import SUPPORTED_CONNECTOR_TYPES, ConnectorFactory, Connectors, UnknownConnector
+from bot.connectors import POLICY_CHECKS, ConnectorFactory, Connectors, UnknownConnector
+from bot.directories import PolicyDirectory
 from bot.dispatcher import Dispatcher
 from bot.fulfilment import Fulfilment
 from bot.notifier import Notifier
@@ -71,7 +75,15 @@ def connector_factories(
             raise UnknownConnector(f"connector '{name}' (slack_usergroups) needs SLACK_BOT_TOKEN")
         return SlackUserGroups(slack_client(settings), directory, locks.hold)
 
-    return {"slack_usergroups": slack_usergroups}
+    def ldap(name: str, config: ConnectorConfig) -> Entitlements:
+        where = f"connector '{name}' (ldap)"
+        return LdapGroups(LdapClient(LdapSettings.from_options(where, config.options)))
+
+    def scim(name: str, config: ConnectorConfig) -> Entitlements:
+        where = f"connector '{name}' (scim)"
+        return ScimGroups(ScimClient(ScimSettings.from_options(where, config.options)))
+
+    return {"slack_usergroups": slack_usergroups, "ldap": ldap, "scim": scim}
 
 
 @dataclass
@@ -111,8 +123,8 @@ def build(
     store = Store(database)
     audit = AuditLog(database)
     outbox = Outbox(database)
-    policies = PolicySource(settings.clearance_policy, connector_types=SUPPORTED_CONNECTOR_TYPES)
-    directory = directory or StaticDirectory(lambda: policies.current)
+    policies = PolicySource(settings.clearance_policy, POLICY_CHECKS)
+    directory = directory or PolicyDirectory(lambda: policies.current)
     locks = NamedLocks(database)
     if factories is None:
         factories = connector_factories(settings, directory, locks)

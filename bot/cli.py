@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
-from bot.connectors import SUPPORTED_CONNECTOR_TYPES
+from bot.connectors import POLICY_CHECKS
 from bot.settings import Settings
 from engine.audit import AuditEvent, verify_chain
 from engine.durations import DurationError, format_duration, parse_duration
@@ -43,7 +43,7 @@ def cmd_policy_check(args: argparse.Namespace) -> int:
     status = EXIT_OK
     for file in args.files:
         try:
-            policy = load_policy(file, SUPPORTED_CONNECTOR_TYPES)
+            policy = load_policy(file, POLICY_CHECKS)
         except PolicyError as exc:
             for problem in exc.problems:
                 print(problem)

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
 from pathlib import Path
 
-from engine.policy import Policy, load_policy
+from engine.policy import Checks, Policy, load_policy
 
 
 class PolicySource:
@@ -14,21 +13,21 @@ class PolicySource:
     A broken file raises PolicyError with every problem and leaves the old policy in force.
     """
 
-    def __init__(self, path: Path, connector_types: Collection[str] | None = None) -> None:
+    def __init__(self, path: Path, checks: Checks | None = None) -> None:
         self.path = path
-        self.connector_types = connector_types
+        self.checks = checks
         self._policy: Policy | None = None
 
     @property
     def current(self) -> Policy:
         if self._policy is None:
-            self._policy = load_policy(self.path, self.connector_types)
+            self._policy = load_policy(self.path, self.checks)
         return self._policy
 
     def reload(self) -> tuple[Policy, Policy | None]:
         """Load the file again; returns (new, previous). Raises PolicyError, keeping the old."""
         previous = self._policy
-        fresh = load_policy(self.path, self.connector_types)
+        fresh = load_policy(self.path, self.checks)
         self._policy = fresh
         return fresh, previous
 

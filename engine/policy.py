@@ -77,7 +77,7 @@ class PersonEntry(_Strict):
 class DirectoryConfig(_Strict):
     """Where people and groups come from; ``static`` keeps them in this file."""
 
-    type: str = "static"
+    type: Literal["static", "ldap", "scim"] = "static"
     people: tuple[PersonEntry, ...] = ()
     groups: dict[str, tuple[str, ...]] = Field(default_factory=dict)
     # Settings of non-static directories (LDAP, SCIM) live beside ``type``.
@@ -379,10 +379,23 @@ def _dotted(loc: Iterable[str | int]) -> str:
     return out
 
 
+ConnectorCheck = Callable[[str, "ConnectorConfig"], str | None]
+DirectoryCheck = Callable[["DirectoryConfig"], str | None]
+
+
+@dataclass(frozen=True)
+class Checks:
+    """Checks of adapter settings the engine cannot judge, reported at their lines."""
+
+    connector_types: Collection[str] | None = None
+    connector: ConnectorCheck | None = None
+    directory: DirectoryCheck | None = None
+
+
 def parse_policy(
     text: bytes | str,
     source: str = "<policy>",
-    connector_types: Collection[str] | None = None,
+    checks: Checks | None = None,
 ) -> Policy:
     """Validate policy text and return it loaded, or raise PolicyError listing every problem."""
     raw = text.encode() if isinstance(text, str) else text
@@ -421,7 +434,7 @@ def parse_policy(
         }
 
     document, resources = _validate_sections(data, lines, problem)
-    for line, message in _semantic_problems(document, resources, lines, connector_types):
+    for line, message in _semantic_problems(document, resources, lines, checks or Checks()):
         problem(line, message)
     if problems:
         problems.sort(key=lambda p: p.line)
@@ -486,7 +499,10 @@ def _failed_keys(exc: ValidationError) -> set[str]:
     return {str(err["loc"][0]) for err in exc.errors() if err["loc"]}
 
 
-def load_policy(path: str | Path, connector_types: Collection[str] | None = None) -> Policy:
+def load_policy(
+    path: str | Path,
+    checks: Checks | None = None,
+) -> Policy:
     """Read and validate the policy file at ``path``."""
     p = Path(path)
     try:
@@ -495,16 +511,19 @@ def load_policy(path: str | Path, connector_types: Collection[str] | None = None
         raise PolicyError(
             [PolicyProblem(str(p), 1, f"cannot read the file: {exc.strerror}")]
         ) from None
-    return parse_policy(raw, str(p), connector_types)
+    return parse_policy(raw, str(p), checks)
 
 
 def _semantic_problems(
     doc: PolicyDocument,
     resources: list[tuple[int, Resource]],
     lines: _LineMap,
-    connector_types: Collection[str] | None,
+    checks: Checks,
 ) -> Iterator[tuple[int, str]]:
     """Cross-references a schema cannot check: ids, groups, people, reachable approvers."""
+    connector_types = checks.connector_types
+    if checks.directory is not None and (problem := checks.directory(doc.directory)):
+        yield lines.line_of(("directory",)), problem
     static = doc.directory.type == "static"
     people = {p.email: p for p in doc.directory.people}
     groups = doc.directory.groups

@@ -1,0 +1,1 @@
+"""LDAP / Active Directory: group membership grants and a live directory (ldap3)."""
