@@ -128,8 +128,10 @@ class LdapClient:
                         ConnectorFailure.AUTH,
                         f"the environment variable {self.settings.password_env} is not set",
                     )
+                # ldap3 packs timeouts into socket options, which take whole seconds.
+                seconds = max(1, int(self.settings.timeout))
                 server = ldap3.Server(
-                    self.settings.url, get_info=ldap3.NONE, connect_timeout=self.settings.timeout
+                    self.settings.url, get_info=ldap3.NONE, connect_timeout=seconds
                 )
                 self._conn = ldap3.Connection(
                     server,
@@ -137,7 +139,7 @@ class LdapClient:
                     password,
                     client_strategy=ldap3.SAFE_SYNC,
                     auto_bind=True,
-                    receive_timeout=self.settings.timeout,
+                    receive_timeout=seconds,
                     raise_exceptions=False,
                 )
             return self._conn

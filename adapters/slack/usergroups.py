@@ -35,6 +35,10 @@ Locks = Callable[[str], AbstractAsyncContextManager[None]]
 
 def _failure(exc: Exception) -> ConnectorError:
     if isinstance(exc, SlackApiError):
+        if exc.response.status_code >= 500 or exc.response.status_code == 429:
+            return ConnectorError(
+                ConnectorFailure.UNREACHABLE, f"Slack unavailable (HTTP {exc.response.status_code})"
+            )
         code = str(exc.response.get("error", "unknown"))
         if code in _AUTH:
             return ConnectorError(ConnectorFailure.AUTH, f"Slack refused the bot token ({code})")
@@ -98,7 +102,12 @@ class SlackUserGroups:
             )
 
     async def revoke(self, principal: str, group: str) -> None:
-        uid = await self.user_id(principal)
+        try:
+            uid = await self.user_id(principal)
+        except ConnectorError as exc:
+            if exc.failure is ConnectorFailure.NO_SUCH_USER:
+                return  # someone Slack does not know holds no membership
+            raise
         async with self.locks(f"slack-usergroup:{group}"):
             members = await self._member_ids(group)
             if uid not in members:

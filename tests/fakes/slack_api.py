@@ -40,6 +40,7 @@ class FakeSlack:
     used_triggers: set[str] = field(default_factory=set)
     view_by_trigger: dict[str, str] = field(default_factory=dict)
     bot_user_id: str = "UBOT"
+    down: bool = False  # answer 503 to everything, as during a Slack outage
     _ts: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _runner: web.AppRunner | None = None
     url: str = ""
@@ -108,6 +109,8 @@ class FakeSlack:
 
     async def _api(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
+        if self.down:
+            return web.Response(status=503, text="upstream unavailable")
         args: dict[str, Any] = {k: v[-1] for k, v in parse_qs(request.query_string).items()}
         body = await request.read()
         if body:
