@@ -139,10 +139,12 @@ def verify_chain(events: Iterable[AuditEvent], head: tuple[int, str] | None = No
     for event in events:
         if event.seq != expected_seq:
             what = "missing" if event.seq > expected_seq else "out of order or duplicated"
+            # The event in place ``expected_seq`` is the first that does not fit; an earlier
+            # seq found here (a duplicate, a move backwards) does not make that event bad.
             return ChainReport(
                 False,
                 checked,
-                expected_seq if event.seq > expected_seq else event.seq,
+                expected_seq,
                 f"event {expected_seq} is {what} (found {event.seq} in its place)",
             )
         if event.prev_hash != prev_hash:

@@ -453,7 +453,8 @@ def decide(
     late_reason = exclusion_reason(actor, request.requester, policy, directory, (), resource)
     if late_reason is not None:
         raise Refused(
-            Refusal("not_eligible", f"You cannot decide this request: you {late_reason}.")
+            # Reasons read after a name ("x inactive in the directory"), not after "you".
+            Refusal("not_eligible", f"You cannot decide this request ({late_reason}).")
         )
     if outcome == "deny" and not reason:
         raise Refused(Refusal("reason_required", "Please give a reason for the denial.", "reason"))

@@ -433,8 +433,8 @@ def parse_policy(
             "options": options
         }
 
-    document, resources = _validate_sections(data, lines, problem)
-    for line, message in _semantic_problems(document, resources, lines, checks or Checks()):
+    document, resources, failed = _validate_sections(data, lines, problem)
+    for line, message in _semantic_problems(document, resources, lines, checks or Checks(), failed):
         problem(line, message)
     if problems:
         problems.sort(key=lambda p: p.line)
@@ -457,11 +457,13 @@ def _message(err: Any) -> str:
 
 def _validate_sections(
     data: dict[str, Any], lines: _LineMap, problem: Callable[[int, str], None]
-) -> tuple[PolicyDocument, list[tuple[int, Resource]]]:
+) -> tuple[PolicyDocument, list[tuple[int, Resource]], frozenset[str]]:
     """Validate each section and each resource on its own, so one run reports everything.
 
     Resources that fail the schema are left out of the cross-reference checks; the rest
-    are still checked. The caller refuses the policy if any problem was found.
+    are still checked, except against top-level sections that failed (returned as the
+    third value), which would only add noise. The caller refuses the policy if any
+    problem was found.
     """
 
     def report(exc: ValidationError, prefix: Path_) -> None:
@@ -473,12 +475,14 @@ def _validate_sections(
 
     top = {k: v for k, v in data.items() if k != "resources"}
     raw_resources = data.get("resources")
+    failed: frozenset[str] = frozenset()
     try:
         document = PolicyDocument.model_validate({**top, "resources": ()})
     except ValidationError as exc:
         report(exc, ())
+        failed = frozenset(_failed_keys(exc))
         document = PolicyDocument.model_validate(
-            {k: v for k, v in {**top, "resources": ()}.items() if k not in _failed_keys(exc)}
+            {k: v for k, v in {**top, "resources": ()}.items() if k not in failed}
         )
     resources: list[tuple[int, Resource]] = []
     if raw_resources is None:
@@ -491,7 +495,7 @@ def _validate_sections(
                 resources.append((index, Resource.model_validate(item)))
             except ValidationError as exc:
                 report(exc, ("resources", index))
-    return document, resources
+    return document, resources, failed
 
 
 def _failed_keys(exc: ValidationError) -> set[str]:
@@ -519,12 +523,14 @@ def _semantic_problems(
     resources: list[tuple[int, Resource]],
     lines: _LineMap,
     checks: Checks,
+    failed: frozenset[str] = frozenset(),
 ) -> Iterator[tuple[int, str]]:
     """Cross-references a schema cannot check: ids, groups, people, reachable approvers."""
     connector_types = checks.connector_types
     if checks.directory is not None and (problem := checks.directory(doc.directory)):
         yield lines.line_of(("directory",)), problem
-    static = doc.directory.type == "static"
+    # A section that failed its schema is unknown, not empty: skip checks that rely on it.
+    static = doc.directory.type == "static" and "directory" not in failed
     people = {p.email: p for p in doc.directory.people}
     groups = doc.directory.groups
 
@@ -602,7 +608,7 @@ def _semantic_problems(
         if res.id in seen_ids:
             yield lines.line_of((*base, "id")), f"duplicate resource id '{res.id}'"
         seen_ids.add(res.id)
-        if res.grant.connector not in doc.connectors:
+        if res.grant.connector not in doc.connectors and "connectors" not in failed:
             yield (
                 lines.line_of((*base, "grant", "connector")),
                 (
@@ -673,7 +679,7 @@ def _semantic_problems(
                     yield from group_exists(rule, rpath)
                 elif rule.startswith("user:"):
                     yield from person_exists(rule.removeprefix("user:"), rpath, "approver")
-            bound = _static_approver_bound(stage, res, doc)
+            bound = _static_approver_bound(stage, res, doc) if not failed else None
             if bound == 0:
                 yield (
                     lines.line_of(spath),
