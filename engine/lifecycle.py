@@ -357,11 +357,13 @@ def _start_stage(
     if state is None:
         label = resource.approval[index].label(index)
         failure = f"nobody can approve {label}: its rules and the admins leave no eligible approver"
-        request = request.evolve(status=Status.FAILED, failure=failure, ended_at=now)
+        request = request.evolve(
+            status=Status.FAILED, failure=failure, ended_at=now, pending_deadline=None
+        )
         audit.append(
             _audit(request, "failed", SYSTEM_ACTOR, policy.version, stage=index, reason=failure)
         )
-        effects = [e for e in effects if not isinstance(e, NotifyPerson)]
+        effects = [e for e in effects if not isinstance(e, NotifyPerson | RefreshCards)]
         effects += [
             NotifyPerson(request.id, email=request.requester, template="request_failed"),
             NotifyAdmins(request.id, template="request_failed"),

@@ -685,7 +685,7 @@ def _semantic_problems(
                     lines.line_of(spath),
                     (
                         f"{stage.label(k)} of resource '{res.id}' has no possible approver "
-                        f"({', '.join(stage.approvers)} resolve to nobody)"
+                        f"(nobody is named by {', '.join(stage.approvers)})"
                     ),
                 )
             elif bound is not None and isinstance(stage.quorum, int) and stage.quorum > bound:
@@ -693,7 +693,7 @@ def _semantic_problems(
                     lines.line_of(spath),
                     (
                         f"{stage.label(k)} of resource '{res.id}' needs {stage.quorum} approvals "
-                        f"but only {bound} people can approve it"
+                        f"but only {bound} {'person' if bound == 1 else 'people'} can approve it"
                     ),
                 )
 

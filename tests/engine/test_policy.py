@@ -382,7 +382,7 @@ def test_stage_of_admins_with_no_admins() -> None:
             approval:
               - admins
         """
-    ) == (15, "stage 1 of resource 'db' has no possible approver (admins resolve to nobody)")
+    ) == (15, "stage 1 of resource 'db' has no possible approver (nobody is named by admins)")
 
 
 def test_stage_of_an_empty_group() -> None:
@@ -407,7 +407,7 @@ def test_stage_of_an_empty_group() -> None:
               - admins
               - {approvers: [group:dba], name: DBA review}
         """
-    ) == (18, "DBA review of resource 'db' has no possible approver (group:dba resolve to nobody)")
+    ) == (18, "DBA review of resource 'db' has no possible approver (nobody is named by group:dba)")
 
 
 def test_stage_of_resource_owner_without_owners() -> None:
@@ -431,7 +431,7 @@ def test_stage_of_resource_owner_without_owners() -> None:
         """
     ) == (
         15,
-        "stage 1 of resource 'db' has no possible approver (resource_owner resolve to nobody)",
+        "stage 1 of resource 'db' has no possible approver (nobody is named by resource_owner)",
     )
 
 
@@ -457,7 +457,7 @@ def test_stage_whose_only_approver_executes_grants() -> None:
         """
     ) == (
         16,
-        "stage 1 of resource 'db' has no possible approver (user:bot@x.com resolve to nobody)",
+        "stage 1 of resource 'db' has no possible approver (nobody is named by user:bot@x.com)",
     )
 
 
