@@ -16,7 +16,7 @@ import ldap3
 
 SUFFIX = "dc=example,dc=com"
 ADMIN_DN = f"cn=admin,{SUFFIX}"
-ADMIN_PASSWORD = "admin-secret"  # noqa: S105 - a throwaway test directory
+ADMIN_PASSWORD = "admin-secret"
 PEOPLE = f"ou=people,{SUFFIX}"
 GROUPS = f"ou=groups,{SUFFIX}"
 PLACEHOLDER = f"cn=placeholder,{SUFFIX}"
@@ -64,7 +64,7 @@ index member eq
         )
 
     def start(self) -> None:
-        self.process = subprocess.Popen(  # noqa: S603 - fixed arguments
+        self.process = subprocess.Popen(
             [slapd_binary(), "-f", str(self.workdir / "slapd.conf"), "-h", self.url, "-d", "0"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -104,8 +104,13 @@ index member eq
         conn.add(PLACEHOLDER, ["organizationalRole"], {"cn": "placeholder"})
         by_mail = {p["mail"]: f"uid={p['mail'].split('@')[0]},{PEOPLE}" for p in people}
         for p in people:
-            attrs = {"cn": p["name"], "sn": p["name"].split()[-1], "mail": p["mail"],
-                     "displayName": p["name"], "uid": p["mail"].split("@")[0]}
+            attrs = {
+                "cn": p["name"],
+                "sn": p["name"].split()[-1],
+                "mail": p["mail"],
+                "displayName": p["name"],
+                "uid": p["mail"].split("@")[0],
+            }
             if p.get("manager"):
                 attrs["manager"] = by_mail[p["manager"]]
             if p.get("inactive"):
