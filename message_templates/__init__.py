@@ -8,6 +8,7 @@ by the filters those templates use).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from functools import cache
@@ -33,6 +34,20 @@ def markdown(value: object) -> str:
     for ch in ("\\", "*", "_", "[", "]", "(", ")", "#", "`", "~", ">", "<", "|", "!", "-", "+"):
         out = out.replace(ch, "\\" + ch)
     return out
+
+
+_SLACK_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,20}$")
+
+
+def slack_who(person: Mapping[str, Any] | None) -> str:
+    """A Slack mention for a directory person with a well-formed Slack id, else their
+    escaped name: a malformed id from the directory can never become markup."""
+    if not person:
+        return "someone"
+    slack_id = person.get("slack_id")
+    if isinstance(slack_id, str) and _SLACK_USER_ID.match(slack_id):
+        return f"<@{slack_id}>"
+    return mrkdwn(person.get("name") or person.get("email") or "someone")
 
 
 def json_string(value: object) -> str:
@@ -76,6 +91,7 @@ def environment(platform: str) -> jinja2.Environment:
     )
     env.filters.update(
         mrkdwn=mrkdwn,
+        slack_who=slack_who,
         markdown=markdown,
         json=json_string,
         clip=clip,

@@ -7,6 +7,8 @@ button values carry only a request id and a stage token, never who may decide.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -66,10 +68,12 @@ class SlackSurface:
         # Without a signing secret (Socket Mode only) the HTTP route is never mounted.
         self.app = AsyncApp(
             client=client,
-            token=client.token,
             signing_secret=signing_secret,
             request_verification_enabled=signing_secret is not None,
         )
+        self._inflight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
         self._register()
 
     async def handle(self, request: web.Request) -> web.Response:
@@ -95,20 +99,41 @@ class SlackSurface:
     # --- listeners ----------------------------------------------------------------------
 
     def _register(self) -> None:
-        app = self.app
-        app.command("/request-access")(self.on_command)
-        app.action({"block_id": "resource", "action_id": "value"})(self.on_resource_chosen)
-        app.view("request_form")(self.on_request_submitted)
-        app.action("approve")(self.on_approve)
-        app.action("deny")(self.on_deny_clicked)
-        app.view("deny_form")(self.on_deny_submitted)
-        app.action("cancel")(self.on_cancel)
-        app.action("done")(self.on_done)
-        app.action("extend")(self.on_reopen_form)
-        app.action("rerequest")(self.on_reopen_form)
-        app.action("open_form")(self.on_reopen_form)
-        app.event("app_home_opened")(self.on_home_opened)
-        app.event("app_mention")(self.on_mention)
+        app, t = self.app, self._tracked
+        app.command("/request-access")(t(self.on_command))
+        app.action({"block_id": "resource", "action_id": "value"})(t(self.on_resource_chosen))
+        app.view("request_form")(t(self.on_request_submitted))
+        app.action("approve")(t(self.on_approve))
+        app.action("deny")(t(self.on_deny_clicked))
+        app.view("deny_form")(t(self.on_deny_submitted))
+        app.action("cancel")(t(self.on_cancel))
+        app.action("done")(t(self.on_done))
+        app.action("extend")(t(self.on_reopen_form))
+        app.action("rerequest")(t(self.on_reopen_form))
+        app.action("open_form")(t(self.on_reopen_form))
+        app.event("app_home_opened")(t(self.on_home_opened))
+        app.event("app_mention")(t(self.on_mention))
+
+    def _tracked(self, listener: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+        """Count a listener's work, which goes on after the ack, until it is done."""
+
+        @functools.wraps(listener)
+        async def run(**kwargs: Any) -> None:
+            self._inflight += 1
+            self._idle.clear()
+            try:
+                await listener(**kwargs)
+            finally:
+                self._inflight -= 1
+                if self._inflight == 0:
+                    self._idle.set()
+
+        return run
+
+    async def idle(self, timeout: float = 10.0) -> None:
+        """Wait until no listener is still working (graceful shutdown; tests)."""
+        await asyncio.sleep(0)
+        await asyncio.wait_for(self._idle.wait(), timeout)
 
     async def _open_form(
         self, trigger_id: str, person: Person, selected: str | None, prefill: dict[str, str]

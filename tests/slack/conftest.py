@@ -32,7 +32,49 @@ class SlackWorld:
     clock: ManualClock
     policy_path: Path
 
+    async def settle(self) -> None:
+        """Wait for the work listeners do after their ack (bolt acks first, as Slack needs)."""
+        assert self.components.slack is not None
+        await self.components.slack.idle()
+
+    # Each delivery, then the listener's after-ack work, as Slack would see it happen.
+    async def click(self, *args: Any, **kw: Any) -> tuple[int, str]:
+        result = await self.driver.click(*args, **kw)
+        await self.settle()
+        return result
+
+    async def click_value(self, *args: Any, **kw: Any) -> tuple[int, str]:
+        result = await self.driver.click_value(*args, **kw)
+        await self.settle()
+        return result
+
+    async def submit(self, *args: Any, **kw: Any) -> tuple[int, str]:
+        result = await self.driver.submit(*args, **kw)
+        await self.settle()
+        return result
+
+    async def command(self, *args: Any, **kw: Any) -> tuple[int, str]:
+        result = await self.driver.command(*args, **kw)
+        await self.settle()
+        return result
+
+    async def choose(self, *args: Any, **kw: Any) -> tuple[int, str]:
+        result = await self.driver.choose(*args, **kw)
+        await self.settle()
+        return result
+
+    async def event(self, *args: Any, **kw: Any) -> tuple[int, str]:
+        result = await self.driver.event(*args, **kw)
+        await self.settle()
+        return result
+
+    async def mention(self, *args: Any, **kw: Any) -> tuple[int, str]:
+        result = await self.driver.mention(*args, **kw)
+        await self.settle()
+        return result
+
     async def drain(self) -> int:
+        await self.settle()
         return await self.components.dispatcher.drain()
 
     def dms(self, user_id: str) -> list[dict[str, Any]]:
@@ -59,13 +101,16 @@ class SlackWorld:
         """Type /request-access <resource>, fill the form and submit it."""
         status, _ = await self.driver.command(user_id, resource)
         assert status == 200
+        await self.settle()
         view = self.last_view()
         values = {"resource": resource, "justification": justification}
         if ticket:
             values["ticket"] = ticket
         if duration:
             values["duration"] = duration
-        return await self.driver.submit(user_id, view, values)
+        result = await self.driver.submit(user_id, view, values)
+        await self.settle()
+        return result
 
 
 @pytest.fixture

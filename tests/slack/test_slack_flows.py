@@ -47,7 +47,7 @@ async def test_three_stage_approval_to_grant(slack: SlackWorld) -> None:
     assert has_action(slack.card_for("U0BOB")["blocks"], "approve")
     assert slack.dms("U0DORA") == [] and slack.dms("U0SAM") == []
 
-    await slack.driver.click("U0BOB", slack.card_for("U0BOB"), "approve")
+    await slack.click("U0BOB", slack.card_for("U0BOB"), "approve")
     await slack.drain()
     bob_card = slack.dms("U0BOB")[-1]
     assert not has_action(bob_card["blocks"], "approve") and bob_card["updates"] >= 1
@@ -55,11 +55,11 @@ async def test_three_stage_approval_to_grant(slack: SlackWorld) -> None:
     slack.card_for("U0DAN")
     assert slack.dms("U0SAM") == []
 
-    await slack.driver.click("U0DORA", dora_card, "approve")
+    await slack.click("U0DORA", dora_card, "approve")
     await slack.drain()
     dan_card = slack.dms("U0DAN")[-1]
     assert not has_action(dan_card["blocks"], "approve"), "stale card left with buttons"
-    await slack.driver.click("U0SARA", slack.card_for("U0SARA"), "approve")
+    await slack.click("U0SARA", slack.card_for("U0SARA"), "approve")
     await slack.drain()
 
     request = await slack.components.clearance.get(rid)
@@ -78,12 +78,12 @@ async def test_three_stage_approval_to_grant(slack: SlackWorld) -> None:
 async def test_denial_at_stage_two_tells_everyone(slack: SlackWorld) -> None:
     await slack.request("U0ALICE", "prod-db-admin", JUSTIFICATION, ticket="INC-7")
     await slack.drain()
-    await slack.driver.click("U0BOB", slack.card_for("U0BOB"), "approve")
+    await slack.click("U0BOB", slack.card_for("U0BOB"), "approve")
     await slack.drain()
-    await slack.driver.click("U0DORA", slack.card_for("U0DORA"), "deny")
+    await slack.click("U0DORA", slack.card_for("U0DORA"), "deny")
     view = slack.last_view()
     assert view["callback_id"] == "deny_form"
-    status, body = await slack.driver.submit("U0DORA", view, {"reason": "Use the read replica"})
+    status, body = await slack.submit("U0DORA", view, {"reason": "Use the read replica"})
     assert status == 200 and "errors" not in body
     await slack.drain()
     request = await slack.components.clearance.get(await _only_request(slack))
@@ -97,8 +97,8 @@ async def test_denial_at_stage_two_tells_everyone(slack: SlackWorld) -> None:
 async def test_deny_without_reason_is_refused_inline(slack: SlackWorld) -> None:
     await slack.request("U0ALICE", "prod-db-admin", JUSTIFICATION, ticket="INC-7")
     await slack.drain()
-    await slack.driver.click("U0BOB", slack.card_for("U0BOB"), "deny")
-    status, body = await slack.driver.submit("U0BOB", slack.last_view(), {"reason": "  "})
+    await slack.click("U0BOB", slack.card_for("U0BOB"), "deny")
+    status, body = await slack.submit("U0BOB", slack.last_view(), {"reason": "  "})
     assert status == 200
     assert json.loads(body)["response_action"] == "errors"
     assert "reason" in json.loads(body)["errors"]
@@ -113,7 +113,7 @@ async def test_self_approval_is_refused_even_with_a_forged_button(slack: SlackWo
     rid = await _only_request(slack)
     # Erin is in group:platform but, as the requester, is never asked.
     assert all(not has_action(m["blocks"], "approve") for m in slack.dms("U0ERIN"))
-    await slack.driver.click_value("U0ERIN", "approve", f"{rid}:0")
+    await slack.click_value("U0ERIN", "approve", f"{rid}:0")
     await slack.drain()
     assert "own request" in json.dumps(slack.fake.responses[-1])
     assert await _count(slack, DecisionRow) == 0
@@ -124,7 +124,7 @@ async def test_stranger_clicking_someone_elses_card_changes_nothing(slack: Slack
     await slack.drain()
     audit_before = await _count(slack, AuditRow)
     # Dan clicks the Approve button of Bob's card (stage 1 is Bob's alone).
-    await slack.driver.click("U0DAN", slack.card_for("U0BOB"), "approve")
+    await slack.click("U0DAN", slack.card_for("U0BOB"), "approve")
     await slack.drain()
     refusal = json.dumps(slack.fake.responses[-1])
     assert "Only bob@example.com" in refusal
@@ -137,12 +137,12 @@ async def test_stranger_clicking_someone_elses_card_changes_nothing(slack: Slack
 async def test_two_approvers_of_one_stage_clicking_at_once(slack: SlackWorld) -> None:
     await slack.request("U0ALICE", "prod-db-admin", JUSTIFICATION, ticket="INC-11")
     await slack.drain()
-    await slack.driver.click("U0BOB", slack.card_for("U0BOB"), "approve")
+    await slack.click("U0BOB", slack.card_for("U0BOB"), "approve")
     await slack.drain()
     dora, dan = slack.card_for("U0DORA"), slack.card_for("U0DAN")
     await asyncio.gather(
-        slack.driver.click("U0DORA", dora, "approve"),
-        slack.driver.click("U0DAN", dan, "approve"),
+        slack.click("U0DORA", dora, "approve"),
+        slack.click("U0DAN", dan, "approve"),
     )
     await slack.drain()
     assert await _count(slack, DecisionRow, DecisionRow.stage == 1) == 1
@@ -156,8 +156,8 @@ async def test_double_click_and_retry_give_one_transition(slack: SlackWorld) -> 
     await slack.drain()
     card = slack.card_for("U0BOB")
     await asyncio.gather(
-        slack.driver.click("U0BOB", card, "approve"),
-        slack.driver.click("U0BOB", card, "approve", headers={"X-Slack-Retry-Num": "1"}),
+        slack.click("U0BOB", card, "approve"),
+        slack.click("U0BOB", card, "approve", headers={"X-Slack-Retry-Num": "1"}),
     )
     await slack.drain()
     assert await _count(slack, DecisionRow) == 1
@@ -165,9 +165,9 @@ async def test_double_click_and_retry_give_one_transition(slack: SlackWorld) -> 
 
 
 async def test_forged_replayed_and_stale_requests_are_refused(slack: SlackWorld) -> None:
-    status, _ = await slack.driver.command("U0ALICE", "prod-db-admin", secret="wrong-secret")
+    status, _ = await slack.command("U0ALICE", "prod-db-admin", secret="wrong-secret")
     assert status == 401
-    status, _ = await slack.driver.command(
+    status, _ = await slack.command(
         "U0ALICE", "prod-db-admin", timestamp=int(time.time()) - 600
     )
     assert status == 401
@@ -186,10 +186,10 @@ async def test_form_errors_appear_on_the_field_and_write_nothing(slack: SlackWor
 
 
 async def test_choosing_a_resource_updates_the_form(slack: SlackWorld) -> None:
-    await slack.driver.command("U0ALICE")
+    await slack.command("U0ALICE")
     view = slack.last_view()
     assert "ticket" not in {b.get("block_id") for b in view["blocks"]}
-    await slack.driver.choose("U0ALICE", view, "resource", "prod-db-admin")
+    await slack.choose("U0ALICE", view, "resource", "prod-db-admin")
     updated = slack.fake.called("views.update")[-1]["view"]
     assert {"duration", "justification", "ticket"} <= {b.get("block_id") for b in updated["blocks"]}
 
@@ -209,7 +209,7 @@ async def test_justification_cannot_mention_or_link(slack: SlackWorld) -> None:
 async def test_cancel_updates_every_card(slack: SlackWorld) -> None:
     await slack.request("U0ALICE", "prod-db-admin", JUSTIFICATION, ticket="INC-14")
     await slack.drain()
-    await slack.driver.click("U0ALICE", slack.card_for("U0ALICE", "cancel"), "cancel")
+    await slack.click("U0ALICE", slack.card_for("U0ALICE", "cancel"), "cancel")
     await slack.drain()
     assert (
         await slack.components.clearance.get(await _only_request(slack))
@@ -221,12 +221,12 @@ async def test_cancel_updates_every_card(slack: SlackWorld) -> None:
 async def test_app_home_shows_what_waits_for_me(slack: SlackWorld) -> None:
     await slack.request("U0ALICE", "prod-db-admin", JUSTIFICATION, ticket="INC-15")
     await slack.drain()
-    await slack.driver.event(
+    await slack.event(
         {"type": "app_home_opened", "user": "U0BOB", "tab": "home", "channel": "D0BOB"}
     )
     home = slack.fake.home["U0BOB"]
     assert home["type"] == "home" and has_action(home["blocks"], "approve")
-    await slack.driver.event(
+    await slack.event(
         {"type": "app_home_opened", "user": "U0ALICE", "tab": "home", "channel": "D0ALICE"}
     )
     assert "prod" in json.dumps(slack.fake.home["U0ALICE"]).lower()
@@ -237,16 +237,16 @@ async def test_admin_commands_only_for_admins_in_the_admin_channel(slack: SlackW
     await slack.drain()
     rid = await _only_request(slack)
 
-    await slack.driver.mention("U0ALICE", "C0ADMINS", f"revoke {rid} because")
+    await slack.mention("U0ALICE", "C0ADMINS", f"revoke {rid} because")
     assert "not a Clearance admin" in _text(slack.fake.messages_in("C0ADMINS")[-1])
-    await slack.driver.mention("U0SAM", "C0GENERAL", "pending")
+    await slack.mention("U0SAM", "C0GENERAL", "pending")
     assert "only in the admin channel" in _text(slack.fake.messages_in("C0GENERAL")[-1])
     assert (await slack.components.clearance.get(rid)).status is Status.PENDING
 
-    await slack.driver.mention("U0SAM", "C0ADMINS", "pending")
+    await slack.mention("U0SAM", "C0ADMINS", "pending")
     reply = slack.fake.messages_in("C0ADMINS")[-1]
     assert rid in _text(reply) and reply["thread_ts"]
-    await slack.driver.mention("U0SAM", "C0ADMINS", f"revoke {rid.lower()} no longer needed")
+    await slack.mention("U0SAM", "C0ADMINS", f"revoke {rid.lower()} no longer needed")
     await slack.drain()
     assert (await slack.components.clearance.get(rid)).status is Status.REVOKED
     assert await _count(slack, AuditRow, AuditRow.action == "admin_command") == 4
@@ -254,7 +254,7 @@ async def test_admin_commands_only_for_admins_in_the_admin_channel(slack: SlackW
 
 async def test_admin_event_retries_run_once(slack: SlackWorld) -> None:
     for retry in ("", "1", "2"):
-        await slack.driver.event(
+        await slack.event(
             {
                 "type": "app_mention",
                 "user": "U0SAM",
@@ -272,7 +272,7 @@ async def test_admin_event_retries_run_once(slack: SlackWorld) -> None:
 async def test_reload_refuses_a_broken_policy_and_keeps_the_old(slack: SlackWorld) -> None:
     before = slack.components.policies.current.version
     slack.policy_path.write_text(slack.policy_path.read_text().replace("max: 4h", "max: forever"))
-    await slack.driver.mention("U0SAM", "C0ADMINS", "reload")
+    await slack.mention("U0SAM", "C0ADMINS", "reload")
     reply = _text(slack.fake.messages_in("C0ADMINS")[-1])
     assert "Reload refused" in reply and "policy.yaml:" in reply and "forever" in reply
     assert slack.components.policies.current.version == before
@@ -283,6 +283,6 @@ async def test_reload_refuses_a_broken_policy_and_keeps_the_old(slack: SlackWorl
 
 async def test_unknown_slack_user_gets_a_clear_answer(slack: SlackWorld) -> None:
     slack.fake.add_user("U0GHOST", "ghost@elsewhere.example")
-    status, body = await slack.driver.command("U0GHOST", "prod-db-admin")
+    status, body = await slack.command("U0GHOST", "prod-db-admin")
     assert status == 200 and "does not know who you are" in body
     assert slack.fake.called("views.open") == []
