@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -26,61 +26,13 @@ from engine.audit import verify_chain
 from engine.lifecycle import RequestDraft
 from storage.tables import AuditRow, OutboxRow
 from tests.fakes.slapd import (
-    ADMIN_DN,
     ADMIN_PASSWORD,
     GROUPS,
-    PEOPLE,
     PLACEHOLDER,
     Slapd,
     free_port,
 )
-
-USERS = [f"user{i}@example.com" for i in range(20)]
-
-
-def policy_text(slapd: Slapd) -> str:
-    people = "\n".join(f"    - {{email: {u}, name: User {i}}}" for i, u in enumerate(USERS))
-    return f"""
-admins: {{users: [user0@example.com]}}
-directory:
-  people:
-{people}
-connectors:
-  corp-ldap:
-    type: ldap
-    url: {slapd.url}
-    bind_dn: "{ADMIN_DN}"
-    password_env: CRASH_LDAP_PASSWORD
-    users_base: "{PEOPLE}"
-    groups_base: "{GROUPS}"
-    placeholder_member: "{PLACEHOLDER}"
-resources:
-  - id: db
-    name: Database
-    risk: low
-    grant: {{connector: corp-ldap, group: crash-db}}
-    duration: {{default: 1h, max: 4h}}
-    approval: auto
-  - id: short
-    name: Short-lived access
-    risk: low
-    grant: {{connector: corp-ldap, group: crash-short}}
-    duration: {{default: 8s, max: 1m}}
-    reminders: []
-    approval: auto
-"""
-
-
-@pytest.fixture(scope="module")
-def slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slapd]:
-    server = Slapd(Path(tmp_path_factory.mktemp("crash-slapd")))
-    server.start()
-    server.seed(
-        [{"mail": u, "name": f"User {i}"} for i, u in enumerate(USERS)],
-        {"crash-db": [], "crash-short": []},
-    )
-    yield server
-    server.stop()
+from tests.fulfilment.conftest import USERS, policy_text
 
 
 class Server:
