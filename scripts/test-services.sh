@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Make sure what the tests talk to is installed and running: PostgreSQL.
+# Make sure what the tests talk to is installed: PostgreSQL (running), OpenLDAP's slapd
+# (the tests start throwaway instances of it themselves).
 # Idempotent; installs Debian packages only when something is missing (needs root then).
 set -euo pipefail
 
@@ -12,6 +13,11 @@ apt_install() {
 if ! command -v pg_isready >/dev/null 2>&1 || ! ls /etc/postgresql/*/main >/dev/null 2>&1; then
   echo "installing PostgreSQL..."
   apt_install postgresql
+fi
+if [ ! -x /usr/sbin/slapd ] || ! command -v ldapadd >/dev/null 2>&1; then
+  echo "installing slapd and ldap-utils..."
+  echo "slapd slapd/no_configuration boolean true" | as_root debconf-set-selections
+  apt_install slapd ldap-utils
 fi
 if ! pg_isready -q -h 127.0.0.1 -p 5432; then
   echo "starting PostgreSQL..."
