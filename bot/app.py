@@ -7,6 +7,7 @@ and the dispatcher; ``serve()`` adds the web server and the scheduler and runs u
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from collections.abc import Mapping
@@ -276,6 +277,10 @@ async def serve(
         if socket_handler is not None:
             await socket_handler.close_async()  # type: ignore[no-untyped-call]
         scheduler.shutdown(wait=False)
+        if components.slack is not None:
+            # Work a listener does after its ack (a decision, a form) finishes before exit.
+            with contextlib.suppress(TimeoutError):
+                await components.slack.idle(timeout=10)
         await dispatcher_task
         await runner.cleanup()
         await components.close()
