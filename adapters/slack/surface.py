@@ -130,10 +130,10 @@ class SlackSurface:
 
         return run
 
-    async def idle(self, timeout: float = 10.0) -> None:
+    async def idle(self, limit: float = 10.0) -> None:
         """Wait until no listener is still working (graceful shutdown; tests)."""
         await asyncio.sleep(0)
-        await asyncio.wait_for(self._idle.wait(), timeout)
+        await asyncio.wait_for(self._idle.wait(), limit)
 
     async def _open_form(
         self, trigger_id: str, person: Person, selected: str | None, prefill: dict[str, str]
