@@ -63,7 +63,10 @@ class Fulfilment:
             # Revoked while the grant was in flight: take the membership back at once.
             latest = await self.clearance.get(rid)
             if latest.status.is_final:
-                await connector.revoke(request.principal, request.target_group)
+                if not await self._needed_elsewhere(
+                    rid, request.principal, request.connector, request.target_group
+                ):
+                    await connector.revoke(request.principal, request.target_group)
                 if latest.status is Status.REVOKED and latest.deprovisioned_at is None:
                     await self.clearance.confirm_removal(rid)
 
@@ -76,19 +79,22 @@ class Fulfilment:
             connector = self.connectors.get(request.connector)
         except UnknownConnector as exc:
             raise Permanent(str(exc)) from None
-        others = [
-            g
-            for g in await self.clearance.store.active_grants(
-                request.connector, request.target_group
-            )
-            if g.principal == request.principal and g.request_id != rid
-        ]
-        if others:
-            # Another grant still in force needs this membership; only this access ends.
-            log.info("request %s ended; membership kept for %s", rid, others[0].request_id)
-        else:
+        if not await self._needed_elsewhere(
+            rid, request.principal, request.connector, request.target_group
+        ):
             await connector.revoke(request.principal, request.target_group)
         await self.clearance.confirm_removal(rid)
+
+    async def _needed_elsewhere(self, rid: str, principal: str, connector: str, group: str) -> bool:
+        """Whether another grant still in force needs this membership (then only rid ends)."""
+        others = [
+            g
+            for g in await self.clearance.store.active_grants(connector, group, principal)
+            if g.request_id != rid
+        ]
+        if others:
+            log.info("request %s ended; membership kept for %s", rid, others[0].request_id)
+        return bool(others)
 
     async def expire(self, item: OutboxItem) -> None:
         try:

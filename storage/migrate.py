@@ -35,8 +35,26 @@ def alembic_config(url: str) -> Config:
 
 def upgrade(url: str, revision: str = "head") -> str | None:
     """Apply migrations up to ``revision``; returns the revision the database is at after."""
+    _sqlite_wal(url)
     command.upgrade(alembic_config(url), revision)
     return current_revision(url)
+
+
+def _sqlite_wal(url: str) -> None:
+    """Put a SQLite file in WAL mode (it persists) before any process serves from it.
+
+    Switching needs an exclusive lock that busy_timeout does not wait for: two processes
+    whose first connections both switched a fresh file would see "database is locked".
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return
+    engine = create_engine(sync_url(url), poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+    finally:
+        engine.dispose()
 
 
 def current_revision(url: str) -> str | None:

@@ -173,19 +173,17 @@ class Store:
             return await self._load(session, request_id)
 
     async def _load(self, session: AsyncSession, request_id: str) -> AccessRequest | None:
-        row = await session.get(RequestRow, request_id)
-        if row is None:
-            return None
-        decisions = (
-            (
-                await session.execute(
-                    select(DecisionRow).where(col(DecisionRow.request_id) == request_id)
-                )
+        # One round trip: the request with its decisions (if any) joined on.
+        found = (
+            await session.execute(
+                select(RequestRow, DecisionRow)
+                .outerjoin(DecisionRow, col(DecisionRow.request_id) == col(RequestRow.id))
+                .where(col(RequestRow.id) == request_id)
             )
-            .scalars()
-            .all()
-        )
-        return _request(row, decisions)
+        ).all()
+        if not found:
+            return None
+        return _request(found[0][0], [d for _, d in found if d is not None])
 
     async def save(self, transition: Transition, now: datetime) -> AccessRequest:
         """Write the new state, its decision, audit events and effects atomically.
@@ -216,6 +214,7 @@ class Store:
                         col(RequestRow.id) == request.id, col(RequestRow.version) == request.version
                     )
                     .values(**values, version=new_version)
+                    .execution_options(synchronize_session=False)
                 )
                 if getattr(result, "rowcount", 0) != 1:
                     raise StaleRequest(request.id)
@@ -239,20 +238,30 @@ class Store:
     async def _track_grant(self, session: AsyncSession, request: AccessRequest) -> None:
         if request.granted_at is None or request.expires_at is None:
             return
-        grant = await session.get(GrantRow, request.id)
-        if grant is None:
-            grant = GrantRow(
-                request_id=request.id,
-                principal=request.principal,
-                connector=request.connector,
-                target_group=request.target_group,
-                granted_at=request.granted_at,
+        # Update in place (one statement); only the first save of a grant inserts it.
+        result = await session.execute(
+            update(GrantRow)
+            .where(col(GrantRow.request_id) == request.id)
+            .values(
                 expires_at=request.expires_at,
+                ended_at=request.ended_at,
+                removed_at=request.deprovisioned_at,
             )
-            session.add(grant)
-        grant.expires_at = request.expires_at
-        grant.ended_at = request.ended_at
-        grant.removed_at = request.deprovisioned_at
+            .execution_options(synchronize_session=False)
+        )
+        if getattr(result, "rowcount", 0) == 0:
+            session.add(
+                GrantRow(
+                    request_id=request.id,
+                    principal=request.principal,
+                    connector=request.connector,
+                    target_group=request.target_group,
+                    granted_at=request.granted_at,
+                    expires_at=request.expires_at,
+                    ended_at=request.ended_at,
+                    removed_at=request.deprovisioned_at,
+                )
+            )
 
     async def enqueue(self, effects: Iterable[Effect], now: datetime) -> None:
         """Queue effects that belong to no transition (alerts about failing jobs)."""
@@ -306,14 +315,20 @@ class Store:
         return out[:limit]
 
     async def active_grants(
-        self, connector: str | None = None, target_group: str | None = None
+        self,
+        connector: str | None = None,
+        target_group: str | None = None,
+        principal: str | None = None,
     ) -> list[ActiveGrant]:
-        """Confirmed memberships still in force (not ended), optionally for one target group."""
+        """Confirmed memberships still in force (not ended), optionally for one target group
+        and/or one principal."""
         query = select(GrantRow).where(col(GrantRow.ended_at).is_(None))
         if connector is not None:
             query = query.where(col(GrantRow.connector) == connector)
         if target_group is not None:
             query = query.where(col(GrantRow.target_group) == target_group)
+        if principal is not None:
+            query = query.where(col(GrantRow.principal) == principal)
         async with self.database.transaction() as session:
             rows = (await session.execute(query)).scalars().all()
         return [
