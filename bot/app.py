@@ -36,6 +36,7 @@ from bot.dispatcher import Dispatcher
 from bot.fulfilment import Fulfilment
 from bot.notifier import Notifier
 from bot.policy_source import PolicySource
+from bot.reconcile import Reconciler
 from bot.settings import Settings
 from bot.usecases import Clearance
 from engine.lifecycle import SYSTEM_ACTOR, AuditRecord
@@ -50,6 +51,9 @@ from storage.outbox import Outbox
 from storage.repository import Store
 
 log = logging.getLogger("clearance")
+
+# Every replica fires the daily drift check at the same time; the first one runs it.
+DRIFT_CHECK_HOUR_UTC = 5
 
 
 def slack_client(settings: Settings) -> AsyncWebClient:
@@ -106,6 +110,7 @@ class Components:
     notifier: Notifier
     admin: AdminCommands
     slack: SlackSurface | None = None
+    reconciler: Reconciler | None = None
     extras: dict[str, Any] = field(default_factory=dict)
 
     async def close(self) -> None:
@@ -146,9 +151,11 @@ def build(
         client = slack_client(settings)
         chats.append(SlackChat(client, lambda: policies.current))
     notifier = Notifier(clearance, chats, chat_log)
+    reconciler = Reconciler(clearance, connectors, chats, chat_log)
     if chats:
         # Only a process that can deliver messages takes notification jobs.
         notifier.register(dispatcher)
+        reconciler.register(dispatcher)
     admin = AdminCommands(clearance, notifier)
     if settings.slack_bot_token is not None:
         secret = settings.slack_signing_secret
@@ -176,6 +183,7 @@ def build(
         notifier=notifier,
         admin=admin,
         slack=slack,
+        reconciler=reconciler,
     )
 
 
@@ -223,6 +231,22 @@ def web_app(components: Components) -> web.Application:
     return app
 
 
+def schedule_drift_check(scheduler: AsyncIOScheduler, components: Components) -> None:
+    """Reconcile managed groups with the grants daily; one replica runs it each day."""
+    if components.reconciler is None:
+        return
+    scheduler.add_job(
+        components.reconciler.daily,
+        "cron",
+        hour=DRIFT_CHECK_HOUR_UTC,
+        minute=0,
+        id="drift-reconcile",
+        coalesce=True,
+        max_instances=1,
+        misfire_grace_time=3600,
+    )
+
+
 async def serve(
     components: Components,
     host: str = "0.0.0.0",  # noqa: S104 - a server behind a load balancer listens on all
@@ -255,6 +279,7 @@ async def serve(
         coalesce=True,
         max_instances=1,
     )
+    schedule_drift_check(scheduler, components)
     scheduler.start()
     dispatcher_task = asyncio.create_task(
         components.dispatcher.run(stop, interval=settings.clearance_tick_seconds * 5)
@@ -280,7 +305,7 @@ async def serve(
         if components.slack is not None:
             # Work a listener does after its ack (a decision, a form) finishes before exit.
             with contextlib.suppress(TimeoutError):
-                await components.slack.idle(timeout=10)
+                await components.slack.idle(limit=10)
         await dispatcher_task
         await runner.cleanup()
         await components.close()

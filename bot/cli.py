@@ -226,6 +226,36 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    from bot.app import build
+
+    settings = _settings(args)
+    components = build(settings)
+    try:
+        components.policies.current  # noqa: B018 - loads the policy, refusing a bad one
+    except PolicyError as exc:
+        print(f"error: the policy has problems:\n{exc}", file=sys.stderr)
+        return EXIT_USAGE
+    reconciler = components.reconciler
+    assert reconciler is not None
+
+    async def run() -> int:
+        try:
+            drift = await reconciler.reconcile(dry_run=args.dry_run, trigger="cli")
+        finally:
+            await components.close()
+        print(render("cli", "drift_report", drift.view()))
+        if drift.has_errors:
+            return EXIT_USAGE
+        return EXIT_PROBLEM if drift.has_drift else EXIT_OK
+
+    try:
+        return asyncio.run(run())
+    except Exception as exc:  # the database or a setting: say what, exit 2 for cron
+        print(f"error: drift check failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
 def cmd_slack_manifest(args: argparse.Namespace) -> int:
     from adapters.slack.surface import manifest_data
 
@@ -289,6 +319,23 @@ def parser() -> argparse.ArgumentParser:
         help="connect to Slack over Socket Mode (SLACK_APP_TOKEN) instead of HTTP",
     )
     srv.set_defaults(func=cmd_serve)
+
+    rec = add(
+        sub,
+        "reconcile",
+        "Compare managed groups with the grants in force: report members without a grant "
+        "and grants without membership, remove the former where the resource says "
+        "drift: revoke. Exit 0: no drift, 1: drift found, 2: a group could not be checked "
+        "or a removal failed.",
+        db=True,
+        policy=True,
+    )
+    rec.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="only print the report: remove nothing, audit nothing, post nothing",
+    )
+    rec.set_defaults(func=cmd_reconcile)
 
     slack = sub.add_parser("slack", help="Slack app setup")
     ssub = slack.add_subparsers(dest="action", required=True)

@@ -215,6 +215,9 @@ class Resource(_Strict):
     pending_timeout: timedelta = timedelta(hours=24)
     break_glass: BreakGlassRule | None = None
     drift: Literal["report", "revoke"] = "report"
+    # People who hold the group outside Clearance (service accounts, break-fix admins):
+    # drift reconciliation neither reports nor removes them.
+    baseline_members: tuple[str, ...] = ()
 
     @model_validator(mode="before")
     @classmethod
@@ -249,6 +252,14 @@ class Resource(_Strict):
     @classmethod
     def _parse_timeout(cls, v: object) -> timedelta:
         return _duration(v)
+
+    @field_validator("baseline_members")
+    @classmethod
+    def _lower_baseline(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for member in v:
+            if not _EMAIL.match(member):
+                raise ValueError(f"baseline member '{member}' is not an email address")
+        return tuple(m.lower() for m in v)
 
     @field_validator("owners")
     @classmethod

@@ -10,6 +10,8 @@ import pytest
 from tests.fakes.slapd import ADMIN_DN, GROUPS, PEOPLE, PLACEHOLDER, Slapd
 
 USERS = [f"user{i}@example.com" for i in range(20)]
+# Holds the drift groups outside Clearance (a service account): never drift.
+BASELINE_MEMBER = "user19@example.com"
 
 
 @pytest.fixture(scope="session")
@@ -18,7 +20,7 @@ def slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slapd]:
     server.start()
     server.seed(
         [{"mail": u, "name": f"User {i}"} for i, u in enumerate(USERS)],
-        {"crash-db": [], "crash-short": [], "outage": []},
+        {"crash-db": [], "crash-short": [], "outage": [], "drift-revoke": [], "drift-report": []},
     )
     yield server
     server.stop()
@@ -60,4 +62,19 @@ resources:
     grant: {{connector: corp-ldap, group: outage}}
     duration: {{default: 1h, max: 4h}}
     approval: auto
+  - id: drift-revoke
+    name: Drift, removed
+    risk: low
+    grant: {{connector: corp-ldap, group: drift-revoke}}
+    duration: {{default: 1h, max: 4h}}
+    approval: auto
+    drift: revoke
+    baseline_members: [{BASELINE_MEMBER}]
+  - id: drift-report
+    name: Drift, reported
+    risk: low
+    grant: {{connector: corp-ldap, group: drift-report}}
+    duration: {{default: 1h, max: 4h}}
+    approval: auto
+    baseline_members: [{BASELINE_MEMBER}]
 """

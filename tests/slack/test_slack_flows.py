@@ -167,9 +167,7 @@ async def test_double_click_and_retry_give_one_transition(slack: SlackWorld) -> 
 async def test_forged_replayed_and_stale_requests_are_refused(slack: SlackWorld) -> None:
     status, _ = await slack.command("U0ALICE", "prod-db-admin", secret="wrong-secret")
     assert status == 401
-    status, _ = await slack.command(
-        "U0ALICE", "prod-db-admin", timestamp=int(time.time()) - 600
-    )
+    status, _ = await slack.command("U0ALICE", "prod-db-admin", timestamp=int(time.time()) - 600)
     assert status == 401
     assert slack.fake.called("views.open") == []
     assert await _count(slack, RequestRow) == 0

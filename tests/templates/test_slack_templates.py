@@ -26,8 +26,10 @@ from slack_sdk.models.views import View
 
 from bot.forms import form_data
 from bot.presentation import request_view
+from bot.reconcile import DriftRun
 from engine.access_request import AccessRequest, Decision, StageState, Status
 from engine.directory import DirectorySnapshot, Person, snapshot_from_policy
+from engine.drift import Holding, Target, find_drift
 from engine.lifecycle import (
     RequestDraft,
     cancel,
@@ -299,6 +301,64 @@ def _context(error: str) -> dict[str, Any]:
     return {"context": {"error": error, "kind": "deprovision", "attempts": "5"}}
 
 
+def _drift(dry_run: bool = False, errors: bool = False) -> dict[str, Any]:
+    """A drift report made by the engine on the example policy, as the reconciler shows it."""
+    policy = world().policy
+    signing, staging = Target("slack-groups", "S0SIGNING"), Target("slack-groups", "S0STAGINGRO")
+    grants = [Holding("R-7", "dora@example.com", "slack-groups", "S0SIGNING")]
+    members = {
+        signing: ["eve@example.com", "U0NOEMAIL"],
+        staging: ["alice@example.com"],
+        Target("slack-groups", "S0DBADMIN"): [],
+        Target("slack-groups", "S0CIADMIN"): [],
+    }
+    failures: dict[Target, str] = {}
+    if errors:
+        del members[staging]
+        failures[staging] = "unreachable: slack usergroups.users.list timed out"
+    report = find_drift(policy, grants, members, failures)
+    failed: dict[tuple[Target, str], str] = (
+        {} if dry_run else {(signing, "eve@example.com"): "rejected: not allowed"}
+    )
+    return DriftRun(report, policy, T0, dry_run, remove_failed=failed).view()
+
+
+def _drift_worst(targets: int, lines: int) -> dict[str, Any]:
+    """Hostile names everywhere a connector or directory supplies text, and long lists."""
+    return {
+        "policy_version": EVIL,
+        "checked_ts": int(T0.timestamp()),
+        "dry_run": False,
+        "targets_checked": targets,
+        "counts": {
+            "unexpected": targets * lines,
+            "missing": targets * lines,
+            "removed": 1,
+            "kept": 2,
+            "would_remove": 3,
+            "remove_failed": 4,
+            "errors": targets,
+        },
+        "targets": [
+            {
+                "connector": EVIL_NAME,
+                "group": EVIL_2000,
+                "resources": [{"id": f"res-{j}", "name": EVIL_2000} for j in range(6)],
+                "mode": "mixed",
+                "note": EVIL_2000,
+                "error": EVIL_2000,
+                "unexpected": [
+                    {"member": EVIL_2000, "action": action, "reason": EVIL_2000}
+                    for action in ("removed", "kept", "would_remove", "remove_failed")
+                    for _ in range(lines // 4)
+                ],
+                "missing": [{"principal": EVIL_2000, "request_id": EVIL_2000}] * lines,
+            }
+            for _ in range(targets)
+        ],
+    }
+
+
 def cases() -> Iterator[tuple[str, str, dict[str, Any]]]:
     """(template, label, data) for every case; each template has at least one."""
     everything = ("pending_stage1", "pending_stage2", "approved", "provisioning", "active")
@@ -378,6 +438,11 @@ def cases() -> Iterator[tuple[str, str, dict[str, Any]]]:
     yield "home", "typical", _home(False, 3)
     yield "home", "full", _home(False, 15)
     yield "home", "worst", _home(True, 40)
+    yield "admin_drift_report", "found", _drift()
+    yield "admin_drift_report", "dry-run", _drift(dry_run=True)
+    yield "admin_drift_report", "errors", _drift(errors=True)
+    yield "admin_drift_report", "worst", _drift_worst(40, 60)
+    yield "admin_drift_report", "worst-one-target", _drift_worst(1, 8)
     w = world()
     help_lines = ["help: this list", "pending: requests waiting for approval"]
     yield "admin_reply", "help", _reply("Clearance admin commands", lines=help_lines)
@@ -878,3 +943,32 @@ def test_admin_reply_stays_small() -> None:
 
 
 _CASE = {(name, label): data for name, label, data in CASES}
+
+
+def test_drift_report_says_what_was_removed_kept_and_missing() -> None:
+    text = text_of(render("admin_drift_report", _CASE["admin_drift_report", "found"]))
+    for expected in (
+        ":mag: Access drift found",
+        "*S0SIGNING* in slack-groups · Release signing key · drift: revoke",
+        "eve@example.com — *removal failed*: rejected: not allowed",
+        "U0NOEMAIL — kept (the connector names this member by no email address",
+        "*S0STAGINGRO* in slack-groups · Staging database (read-only) · drift: report",
+        "alice@example.com — kept (drift: report)",
+        "*Grant in force, not a member (1)*\\n• dora@example.com — request R-7",
+        "They are not re-granted",
+    ):
+        assert expected in text, expected
+    assert "S0DBADMIN" not in text  # groups without drift are counted, not listed
+    assert "Checked 4 managed group(s)" in text
+    dry = text_of(render("admin_drift_report", _CASE["admin_drift_report", "dry-run"]))
+    assert "eve@example.com — would be removed" in dry and "dry run" in dry
+    errors = render("admin_drift_report", _CASE["admin_drift_report", "errors"])
+    assert "*Could not list the members:* unreachable" in text_of(errors)
+    assert "1 group(s) not checked" in errors["text"]
+
+
+def test_drift_report_stays_within_slack_limits_with_many_groups() -> None:
+    report = render("admin_drift_report", _CASE["admin_drift_report", "worst"])
+    assert len(report["blocks"]) <= 50
+    text = text_of(report)
+    assert "…and 28 more groups with drift" in text and "…and 52 more" in text
