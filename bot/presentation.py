@@ -109,6 +109,7 @@ def request_view(
         "expires_ts": _ts(request.expires_at),
         "ended_ts": _ts(request.ended_at),
         "time_left": format_duration_left(remaining),
+        "self_extended": format_duration(request.self_extended) if request.self_extended else "",
         "ended_by": person_view(request.ended_by, people)
         if request.ended_by != "clearance"
         else None,

@@ -186,6 +186,19 @@ class Clearance:
             )
         ).request
 
+    async def extend(self, request_id: str, actor: str) -> AccessRequest:
+        """The requester's Extend: more time without approvers where the resource allows it.
+
+        Refused with ``needs_approval`` or ``extension_cap`` when more time must be asked
+        for as a new request.
+        """
+        policy = self.policy
+        return (
+            await self._apply_sync(
+                request_id, lambda r, now: lifecycle.extend(r, policy, actor, now)
+            )
+        ).request
+
     async def explain(self, requester: str, resource_id: str) -> Explanation:
         """Who would approve, stage by stage, if ``requester`` asked for ``resource_id`` now."""
         policy = self.policy

@@ -115,6 +115,8 @@ class AccessRequest:
     end_reason: str | None = None
     deprovisioned_at: datetime | None = None
     failure: str | None = None
+    # Time the requester added themselves with Extend (bounded by the resource's extend rule).
+    self_extended: timedelta = timedelta(0)
     version: int = 0
     extra: dict[str, str] = field(default_factory=dict)
 

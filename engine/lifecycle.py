@@ -623,12 +623,8 @@ def grant_confirmed(
         NotifyPerson(request.id, email=request.requester, template="access_granted"),
         NotifyAdmins(request.id, template="access_granted"),
         ExpireAt(request.id, due_at=expires_at),
+        *_reminders_for(request, expires_at, reminders, request.duration),
     ]
-    for before in sorted(set(reminders), reverse=True):
-        if before < request.duration:
-            effects.append(
-                RemindAt(request.id, before=format_duration(before), due_at=expires_at - before)
-            )
     return Transition(request, tuple(effects), (audit,))
 
 
@@ -668,6 +664,80 @@ def expire(request: AccessRequest, now: datetime, policy_version: str) -> Transi
                 SYSTEM_ACTOR,
                 policy_version,
                 expires_at=_iso(request.expires_at),
+            ),
+        ),
+    )
+
+
+def _reminders_for(
+    request: AccessRequest,
+    expires_at: datetime,
+    reminders: tuple[timedelta, ...],
+    length: timedelta,
+) -> list[Effect]:
+    """Reminders before ``expires_at``; none that would come before the access even starts."""
+    return [
+        RemindAt(request.id, before=format_duration(before), due_at=expires_at - before)
+        for before in sorted(set(reminders), reverse=True)
+        if before < length
+    ]
+
+
+def extend(request: AccessRequest, policy: Policy, actor: str, now: datetime) -> Transition:
+    """The requester's Extend: more time without approvers, within the resource's cap.
+
+    Refused with ``needs_approval`` when the resource allows no self-service extension and
+    ``extension_cap`` when it is used up: the surface then offers a new request instead.
+    """
+    actor = actor.lower()
+    if actor != request.requester:
+        raise Refused(Refusal("not_allowed", "Only the requester can extend this access."))
+    if request.status is not Status.ACTIVE or request.expires_at is None:
+        raise Refused(Refusal("not_active", _closed_message(request)))
+    if now >= request.expires_at:
+        raise Refused(Refusal("not_active", "This access has already reached its end."))
+    resource = policy.resource(request.resource_id)
+    rule = resource.extend if resource else None
+    if resource is None or rule is None:
+        raise Refused(
+            Refusal(
+                "needs_approval",
+                "More time for this resource is a new request that goes through approval.",
+            )
+        )
+    left = rule.self_service - request.self_extended
+    if left <= timedelta(0):
+        raise Refused(
+            Refusal(
+                "extension_cap",
+                (
+                    f"You have already extended this access by {format_duration(rule.self_service)}"
+                    ", the most allowed without approval; more time is a new request."
+                ),
+            )
+        )
+    added = min(rule.step or resource.duration.default, left)
+    expires_at = request.expires_at + added
+    request = request.evolve(expires_at=expires_at, self_extended=request.self_extended + added)
+    effects: list[Effect] = [
+        ExpireAt(request.id, due_at=expires_at),
+        *_reminders_for(request, expires_at, resource.reminders, expires_at - now),
+        NotifyPerson(request.id, email=request.requester, template="access_extended"),
+        NotifyAdmins(request.id, template="access_extended"),
+    ]
+    return Transition(
+        request,
+        tuple(effects),
+        (
+            _audit(
+                request,
+                "extended",
+                actor,
+                policy.version,
+                added=format_duration(added),
+                expires_at=expires_at.isoformat(),
+                self_extended=format_duration(request.self_extended),
+                cap=format_duration(rule.self_service),
             ),
         ),
     )

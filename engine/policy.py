@@ -195,6 +195,22 @@ class BreakGlassRule(_Strict):
     _parse = field_validator("max", mode="before")(classmethod(lambda cls, v: _duration(v)))
 
 
+class ExtensionRule(_Strict):
+    """What the requester's Extend button may add without asking the approvers again.
+
+    ``self_service`` caps the total added that way to one grant; ``step`` is what one click
+    adds (the resource's default duration when unset). Beyond the cap, Extend opens a new
+    request that follows the approval chain.
+    """
+
+    self_service: timedelta
+    step: timedelta | None = None
+
+    _parse = field_validator("self_service", "step", mode="before")(
+        classmethod(lambda cls, v: None if v is None else _duration(v))
+    )
+
+
 class Resource(_Strict):
     """Something access is requested to, and every rule that governs it."""
 
@@ -214,6 +230,7 @@ class Resource(_Strict):
     reminders: tuple[timedelta, ...] = (timedelta(days=1), timedelta(hours=1))
     pending_timeout: timedelta = timedelta(hours=24)
     break_glass: BreakGlassRule | None = None
+    extend: ExtensionRule | None = None
     drift: Literal["report", "revoke"] = "report"
     # People who hold the group outside Clearance (service accounts, break-fix admins):
     # drift reconciliation neither reports nor removes them.
@@ -670,6 +687,7 @@ def _semantic_problems(
                     f"{AUTO_APPROVAL_MAX_RISK} risk only, list approval stages instead"
                 ),
             )
+        yield from _extension_problems(res, base, lines)
         for j, owner in enumerate(res.owners):
             path: Path_ = (*base, "owners", j)
             if owner.startswith("group:"):
@@ -707,6 +725,37 @@ def _semantic_problems(
                         f"but only {bound} {'person' if bound == 1 else 'people'} can approve it"
                     ),
                 )
+
+
+def _extension_problems(res: Resource, base: Path_, lines: _LineMap) -> Iterator[tuple[int, str]]:
+    """Self-service extension grants time without an approver: bounded like auto-approval."""
+    rule = res.extend
+    if rule is None:
+        return
+    if RISK_ORDER.index(res.risk) > RISK_ORDER.index(AUTO_APPROVAL_MAX_RISK):
+        yield (
+            lines.line_of((*base, "extend", "self_service")),
+            (
+                f"resource '{res.id}' is {res.risk} risk; self-service extension is allowed up "
+                f"to {AUTO_APPROVAL_MAX_RISK} risk only (it adds time without an approver)"
+            ),
+        )
+    if rule.self_service > res.duration.max:
+        yield (
+            lines.line_of((*base, "extend", "self_service")),
+            (
+                f"extend self_service {format_duration(rule.self_service)} is above the "
+                f"resource's duration max {format_duration(res.duration.max)}"
+            ),
+        )
+    if rule.step is not None and rule.step > rule.self_service:
+        yield (
+            lines.line_of((*base, "extend", "step")),
+            (
+                f"extend step {format_duration(rule.step)} is above its self_service cap "
+                f"{format_duration(rule.self_service)}"
+            ),
+        )
 
 
 def _static_approver_bound(stage: Stage, res: Resource, doc: PolicyDocument) -> int | None:

@@ -102,6 +102,7 @@ def _values(request: AccessRequest, now: datetime) -> dict[str, Any]:
         "ended_by": request.ended_by,
         "end_reason": request.end_reason,
         "failure": request.failure,
+        "self_extended_seconds": int(request.self_extended.total_seconds()),
     }
 
 
@@ -146,6 +147,7 @@ def _request(row: RequestRow, decisions: Sequence[DecisionRow]) -> AccessRequest
         ended_at=row.ended_at,
         ended_by=row.ended_by,
         end_reason=row.end_reason,
+        self_extended=timedelta(seconds=row.self_extended_seconds),
         deprovisioned_at=row.deprovisioned_at,
         failure=row.failure,
         version=row.version,

@@ -67,6 +67,9 @@ class RequestRow(SQLModel, table=True):
     ended_by: str | None = Field(default=None, max_length=320)
     end_reason: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
     failure: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
+    self_extended_seconds: int = Field(
+        default=0, sa_column=sa.Column(sa.Integer, nullable=False, server_default="0")
+    )
     version: int = 1
 
 
@@ -163,7 +166,7 @@ class ChatMessageRow(SQLModel, table=True):
     recipient: str = Field(max_length=320)  # email, or "admins"
     template: str = Field(max_length=64)
     stage: int | None = None
-    channel: str = Field(max_length=128)
+    channel: str = Field(max_length=512)  # Slack channel, Teams conversation id (long)
     message_id: str = Field(max_length=256)  # Slack ts, Teams activity id
     created_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
 
@@ -175,6 +178,27 @@ class InboundEventRow(SQLModel, table=True):
 
     key: str = Field(primary_key=True, max_length=200)
     received_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
+
+
+class TeamsConversationRow(SQLModel, table=True):
+    """A Teams conversation the bot may message proactively (a stored conversation reference).
+
+    Kept when a user or team installs the bot or first talks to it: Teams only lets a bot
+    message people in conversations it learnt of this way.
+    """
+
+    __tablename__ = "teams_conversations"
+
+    conversation_id: str = Field(primary_key=True, max_length=512)
+    kind: str = Field(max_length=16)  # personal | channel | groupChat
+    service_url: str = Field(max_length=512)
+    tenant_id: str | None = Field(default=None, max_length=64, index=True)
+    bot_id: str = Field(max_length=256)
+    user_id: str | None = Field(default=None, max_length=256, index=True)  # "29:..."
+    user_aad_id: str | None = Field(default=None, max_length=64, index=True)
+    email: str | None = Field(default=None, max_length=320, index=True)  # from the roster
+    team_id: str | None = Field(default=None, max_length=512)
+    updated_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
 
 
 metadata = SQLModel.metadata

@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 Ack = Callable[..., Awaitable[None]]
 _HOME_LIMIT = 15
+# Refusals of Extend that mean "ask again through approval": the form opens instead.
+NEEDS_NEW_REQUEST = ("needs_approval", "extension_cap")
 
 
 def _value(state: dict[str, Any], block: str) -> str:
@@ -108,7 +110,7 @@ class SlackSurface:
         app.view("deny_form")(t(self.on_deny_submitted))
         app.action("cancel")(t(self.on_cancel))
         app.action("done")(t(self.on_done))
-        app.action("extend")(t(self.on_reopen_form))
+        app.action("extend")(t(self.on_extend))
         app.action("rerequest")(t(self.on_reopen_form))
         app.action("open_form")(t(self.on_reopen_form))
         app.event("app_home_opened")(t(self.on_home_opened))
@@ -155,23 +157,31 @@ class SlackSurface:
             command["trigger_id"], person, command.get("text", "").strip() or None, {}
         )
 
-    async def on_reopen_form(self, ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
-        """Extend, Request again and the Home button: the form, prefilled with the resource."""
+    async def on_extend(
+        self, ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Any
+    ) -> None:
+        """Extend: more time at once where the resource allows it, else a prefilled request."""
         await ack()
         person = await self.person(body["user"]["id"])
-        selected: str | None = None
-        prefill: dict[str, str] = {}
+        request_id = str(action.get("value") or "")
+        try:
+            await self.clearance.extend(request_id, person.email)
+        except Refused as exc:
+            if exc.code not in NEEDS_NEW_REQUEST:
+                await self._refuse(respond, exc.message)
+                return
+        else:
+            return  # the requester hears it from the access_extended notice
+        request = await self.clearance.get(request_id)
+        prefill = {"justification": f"Extension of {request.id}: {request.justification}"[:2000]}
+        await self._open_form(body["trigger_id"], person, request.resource_id, prefill)
+
+    async def on_reopen_form(self, ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
+        """Request again and the Home button: the form, prefilled with the resource."""
+        await ack()
+        person = await self.person(body["user"]["id"])
         value = str(action.get("value") or "")
-        if action["action_id"] == "extend" and value:
-            request = await self.clearance.get(value)
-            if request.requester == person.email:
-                selected = request.resource_id
-                prefill = {
-                    "justification": f"Extension of {request.id}: {request.justification}"[:2000]
-                }
-        elif value:
-            selected = value
-        await self._open_form(body["trigger_id"], person, selected, prefill)
+        await self._open_form(body["trigger_id"], person, value or None, {})
 
     async def on_resource_chosen(self, ack: Ack, body: dict[str, Any]) -> None:
         await ack()
@@ -215,15 +225,17 @@ class SlackSurface:
             return
         await ack()  # the confirmation DM goes out through the outbox
 
+    async def _refuse(self, respond: Callable[..., Awaitable[Any]], message: str) -> None:
+        """Tell only the clicker why nothing happened; the card stays as it is."""
+        await respond(replace_original=False, response_type="ephemeral", **self.error(message))
+
     async def _decide_and_tell(
         self, respond: Callable[..., Awaitable[Any]], call: Awaitable[Any]
     ) -> None:
         try:
             await call
         except Refused as exc:
-            await respond(
-                replace_original=False, response_type="ephemeral", **self.error(exc.message)
-            )
+            await self._refuse(respond, exc.message)
 
     async def on_approve(
         self, ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Any
@@ -233,9 +245,7 @@ class SlackSurface:
         try:
             person = await self.person(body["user"]["id"])
         except Refused as exc:
-            await respond(
-                replace_original=False, response_type="ephemeral", **self.error(exc.message)
-            )
+            await self._refuse(respond, exc.message)
             return
         await self._decide_and_tell(
             respond,

@@ -36,6 +36,7 @@ from engine.lifecycle import (
     decision_trail_allows,
     deprovision_confirmed,
     expire,
+    extend,
     grant_confirmed,
     grant_failed,
     provisioning_started,
@@ -125,6 +126,8 @@ resources:
     risk: low
     grant: {connector: ldap, group: cn=auto}
     duration: {default: 4h, max: 1d}
+    reminders: [1h]
+    extend: {self_service: 6h}
     approval: auto
   - id: inactive-only
     name: Inactive only
@@ -1055,3 +1058,72 @@ def test_explain_excludes_the_connector_identity() -> None:
     [stage] = explain("req@x.com", quorum_all, POLICY, DIR, T0).stages
     assert stage.approvers == REVIEWERS and stage.quorum == "all"
     assert stage.excluded == (Exclusion("bot@x.com", "executes grants for a connector"),)
+
+
+# --- extending -----------------------------------------------------------------------------
+
+
+def active_auto(granted: datetime) -> AccessRequest:
+    request = provisioning_started(submitted("auto"), granted, V).request
+    return grant_confirmed(request, granted, V, (timedelta(hours=1),)).request
+
+
+def test_extend_adds_the_default_duration_and_moves_every_timer() -> None:
+    a = active_auto(at(0))
+    assert a.expires_at == at(240)
+    t = extend(a, POLICY, "REQ@x.com", at(200))
+    e = t.request
+    assert e.status is Status.ACTIVE and e.expires_at == at(480)
+    assert e.self_extended == timedelta(hours=4) and e.granted_at == at(0)
+    assert t.effects[:2] == (
+        ExpireAt("r1", due_at=at(480)),
+        RemindAt("r1", before="1h", due_at=at(420)),
+    )
+    assert kinds(t.effects)[2:] == ["NotifyPerson:access_extended", "NotifyAdmins:access_extended"]
+    [audit] = t.audit
+    assert audit.action == "extended" and audit.actor == "req@x.com"
+    assert audit.details == {
+        "added": "4h",
+        "expires_at": at(480).isoformat(),
+        "self_extended": "4h",
+        "cap": "6h",
+    }
+    # The timer planned for the old end finds nothing due; the new one ends the access.
+    refused(lambda: expire(e, at(240), V), e, "not_due")
+    assert expire(e, at(480), V).request.status is Status.EXPIRED
+
+
+def test_extend_stops_at_the_cap_then_asks_for_a_new_request() -> None:
+    once = extend(active_auto(at(0)), POLICY, "req@x.com", at(200)).request
+    twice = extend(once, POLICY, "req@x.com", at(300)).request
+    assert twice.expires_at == at(600) and twice.self_extended == timedelta(hours=6)
+    err = refused(lambda: extend(twice, POLICY, "req@x.com", at(310)), twice, "extension_cap")
+    assert "6h" in err.message and "new request" in err.message
+
+
+def test_no_reminder_is_planned_in_the_past_after_a_late_extend() -> None:
+    # The extension rule's step can leave less time than a reminder's lead: none is planned.
+    policy = parse_policy(
+        POLICY_YAML.replace("extend: {self_service: 6h}", "extend: {self_service: 6h, step: 30m}"),
+        "p.yaml",
+    )
+    a = active_auto(at(0))
+    t = extend(a, policy, "req@x.com", at(239))
+    assert t.request.expires_at == at(270)
+    assert not [e for e in t.effects if isinstance(e, RemindAt)]
+
+
+def test_only_the_requester_extends_and_only_active_access() -> None:
+    a = active_auto(at(0))
+    refused(lambda: extend(a, POLICY, "adm@x.com", at(10)), a, "not_allowed")
+    refused(lambda: extend(a, POLICY, "req@x.com", at(240)), a, "not_active")
+    pending = submitted()
+    refused(lambda: extend(pending, POLICY, "req@x.com", at(10)), pending, "not_active")
+    ended = revoke(a, POLICY, "req@x.com", "", at(20)).request
+    refused(lambda: extend(ended, POLICY, "req@x.com", at(30)), ended, "not_active")
+
+
+def test_extend_without_a_rule_needs_approval() -> None:
+    a = active_two_stage(granted=at(40))
+    err = refused(lambda: extend(a, POLICY, "req@x.com", at(50)), a, "needs_approval")
+    assert "approval" in err.message

@@ -1079,3 +1079,59 @@ def test_approval_is_auto_or_a_list_of_stages(approval: str, message: str) -> No
     line, found = only_problem(VALID.replace("approval: [admins]", f"approval: {approval}"))
     assert found == message
     assert line == (9 if approval == "[]" else 14)
+
+
+# --- self-service extension ------------------------------------------------------------------
+
+
+def _extend_policy(risk: str, extend: str) -> str:
+    return f"""\
+        admins:
+          users: [sam@x.com]
+        directory:
+          people:
+            - {{email: sam@x.com, name: Sam}}
+        connectors:
+          ldap: {{type: ldap}}
+        resources:
+          - id: db
+            name: DB
+            risk: {risk}
+            grant: {{connector: ldap, group: g}}
+            duration: {{default: 1h, max: 4h}}
+            approval: [admins]
+            extend: {extend}
+        """
+
+
+def test_self_service_extension_loads_with_its_step() -> None:
+    policy = parse_policy(
+        dedent(_extend_policy("medium", "{self_service: 2h, step: 30m}")), "p.yaml"
+    )
+    rule = policy.resources[0].extend
+    assert rule is not None
+    assert (rule.self_service, rule.step) == (timedelta(hours=2), timedelta(minutes=30))
+
+
+@pytest.mark.parametrize("risk", ["high", "critical"])
+def test_self_service_extension_is_refused_above_medium_risk(risk: str) -> None:
+    assert only_problem(_extend_policy(risk, "{self_service: 1h}")) == (
+        15,
+        f"resource 'db' is {risk} risk; self-service extension is allowed up to medium risk "
+        "only (it adds time without an approver)",
+    )
+
+
+@pytest.mark.parametrize(
+    ("extend", "message"),
+    [
+        ("{self_service: 5h}", "extend self_service 5h is above the resource's duration max 4h"),
+        ("{self_service: 1h, step: 2h}", "extend step 2h is above its self_service cap 1h"),
+        ("{self_service: 0m}", "extend.self_service: '0m' is zero"),
+        ("{self_service: soon}", "extend.self_service"),
+        ("{self_servce: 1h}", "extend.self_servce: unknown key"),
+    ],
+)
+def test_bad_extension_rules_are_reported_at_their_line(extend: str, message: str) -> None:
+    found = problems_of(_extend_policy("low", extend))
+    assert any(line == 15 and message in text for line, text in found), found

@@ -31,6 +31,7 @@ from engine.lifecycle import (
     decision_trail_allows,
     deprovision_confirmed,
     expire,
+    extend,
     grant_confirmed,
     grant_failed,
     provisioning_started,
@@ -119,10 +120,11 @@ stage_st = st.builds(
 @st.composite
 def setups(draw: st.DrawFn) -> Setup:
     auto = draw(st.integers(0, 9)) == 0
+    risk = "low" if auto else draw(st.sampled_from(["medium", "high"]))
     resource: dict[str, Any] = {
         "id": "res",
         "name": "Resource",
-        "risk": "low" if auto else "high",
+        "risk": risk,
         "owners": draw(st.sampled_from([["p1@x.com"], ["group:g2"], ["group:g3", "p1@x.com"]])),
         "grant": {"connector": "ldap", "group": "cn=res"},
         "duration": {"default": "1h", "max": "4h"},
@@ -133,6 +135,8 @@ def setups(draw: st.DrawFn) -> Setup:
         "allow_same_approver_across_stages": draw(st.booleans()),
         "approval": "auto" if auto else draw(st.lists(stage_st, min_size=1, max_size=3)),
     }
+    if risk != "high" and draw(st.booleans()):
+        resource["extend"] = {"self_service": draw(st.sampled_from(["30m", "2h", "4h"]))}
     document = {
         "admins": {"users": draw(st.sampled_from([ADMINS, ADMINS[:1], []]))},
         "directory": {"people": PEOPLE, "groups": GROUPS},
@@ -188,6 +192,7 @@ event_st = st.tuples(
             "grant_confirmed",
             "grant_failed",
             "expire",
+            "extend",
             "deprovision_confirmed",
             "retry_last_decision",
         ]
@@ -260,7 +265,7 @@ def check_state(r: AccessRequest, setup: Setup) -> None:
     if r.status in (Status.APPROVED, Status.PROVISIONING, Status.ACTIVE) or r.granted_at:
         assert decision_trail_allows(r), r
     if r.granted_at is not None:
-        assert r.expires_at == r.granted_at + r.duration
+        assert r.expires_at == r.granted_at + r.duration + r.self_extended
     else:
         assert r.expires_at is None
     if r.status is Status.ACTIVE:
@@ -269,6 +274,9 @@ def check_state(r: AccessRequest, setup: Setup) -> None:
         assert r.ended_at is not None
     if r.approval_mode != "stages":
         assert r.decisions == () and r.stages == ()
+    # Time added without approvers never passes the resource's cap (none without a rule).
+    rule = setup.resource.extend
+    assert r.self_extended <= (rule.self_service if rule else timedelta(0))
     assert r.duration <= (
         setup.resource.break_glass.max  # type: ignore[union-attr]
         if r.break_glass
@@ -305,7 +313,14 @@ def check_step(
             for d in after.decisions
             if d.outcome == "approve"
         ]
-    if before.granted_at is not None:
+    if kind == "extend":
+        # Only the requester, only while access is in force, only forward, and all counted.
+        assert before.status is after.status is Status.ACTIVE
+        assert before.expires_at is not None and after.expires_at is not None
+        assert now < before.expires_at < after.expires_at
+        assert after.self_extended - before.self_extended == after.expires_at - before.expires_at
+        assert [a.actor for a in t.audit] == [REQUESTER]
+    elif before.granted_at is not None:
         assert after.granted_at == before.granted_at and after.expires_at == before.expires_at
     # The connector is asked only for an approved request the decisions allow.
     if any(isinstance(e, Provision) for e in t.effects):
@@ -377,6 +392,7 @@ def apply(
         "grant_confirmed": lambda: grant_confirmed(request, now, v, setup.resource.reminders),
         "grant_failed": lambda: grant_failed(request, "unreachable: ldap down", now, v),
         "expire": lambda: expire(request, now, v),
+        "extend": lambda: extend(request, policy, actor, now),
         "deprovision_confirmed": lambda: deprovision_confirmed(request, now, v),
     }
     return calls[kind]

@@ -36,6 +36,7 @@ from engine.lifecycle import (
     decide,
     deprovision_confirmed,
     expire,
+    extend,
     grant_confirmed,
     grant_failed,
     provisioning_started,
@@ -126,6 +127,10 @@ def _build(policy: Policy) -> dict[str, AccessRequest]:
     out["break_glass"] = glass
     out["break_glass_active"] = grant_confirmed(glass, step(1), v, ()).request
     out["auto"] = submit(_draft("staging-db-read"), policy, d, at, "R-3").request
+    auto_active = grant_confirmed(
+        provisioning_started(out["auto"], step(1), v).request, step(2), v, ()
+    ).request
+    out["extended"] = extend(auto_active, policy, "alice@example.com", step(30)).request
     s1 = submit(_draft("release-signing-key", ticket="CHG-7"), policy, d, at, "R-4").request
     s2 = decide(s1, policy, d, "carol@example.com", "approve", step(5)).request
     out["signing_partial"] = decide(s2, policy, d, "sam@example.com", "approve", step(6)).request
@@ -407,6 +412,8 @@ def cases() -> Iterator[tuple[str, str, dict[str, Any]]]:
         ("access_ended", "returned"),
         ("access_ended", "revoked"),
         ("admin_access_granted", "active"),
+        ("access_extended", "extended"),
+        ("admin_access_extended", "extended"),
         ("admin_access_granted", "break_glass_active"),
         ("admin_request_denied", "denied"),
         ("admin_request_failed", "failed"),
