@@ -49,12 +49,16 @@ class Fulfilment:
         try:
             connector = self.connectors.get(request.connector)
         except UnknownConnector as exc:
+            await self._fail_for_sure(rid, str(exc))
             raise Permanent(str(exc)) from None
         await self.clearance.start_provisioning(rid)
         try:
             await connector.grant(request.principal, request.target_group)
         except ConnectorError as exc:
             if not exc.failure.retryable:
+                # The target refused (no such group or user, bad credentials): nothing
+                # landed, so the request fails now with nothing to clean up.
+                await self._fail_for_sure(rid, str(exc))
                 raise Permanent(str(exc)) from None
             raise
         try:
@@ -69,6 +73,11 @@ class Fulfilment:
                     await connector.revoke(request.principal, request.target_group)
                 if latest.status is Status.REVOKED and latest.deprovisioned_at is None:
                     await self.clearance.confirm_removal(rid)
+
+    async def _fail_for_sure(self, rid: str, error: str) -> None:
+        """Fail the request before the row gives up, so on_give_up finds it failed already."""
+        with contextlib.suppress(Refused):  # already ended some other way
+            await self.clearance.fail_grant(rid, error, uncertain=False)
 
     async def deprovision(self, item: OutboxItem) -> None:
         rid = _request_id(item)

@@ -245,10 +245,11 @@ class Clearance:
 
         return await self._apply_sync(request_id, step)
 
-    async def fail_grant(self, request_id: str, error: str) -> Transition:
+    async def fail_grant(self, request_id: str, error: str, uncertain: bool = True) -> Transition:
+        """The grant could not be made; ``uncertain`` when it may have landed anyway."""
         version = self.policy.version
         return await self._apply_sync(
-            request_id, lambda r, now: lifecycle.grant_failed(r, error, now, version)
+            request_id, lambda r, now: lifecycle.grant_failed(r, error, now, version, uncertain)
         )
 
     async def confirm_removal(self, request_id: str) -> Transition:

@@ -629,19 +629,40 @@ def grant_confirmed(
 
 
 def grant_failed(
-    request: AccessRequest, error: str, now: datetime, policy_version: str
+    request: AccessRequest, error: str, now: datetime, policy_version: str, uncertain: bool = True
 ) -> Transition:
-    """The connector gave up: the request fails and the requester and admins are told."""
+    """The connector gave up: the request fails and the requester and admins are told.
+
+    ``uncertain`` (the default, the safe side) means the target may have applied the change
+    before the error reached us, as after a timeout; False when the target refused it.
+    """
     if request.status not in (Status.APPROVED, Status.PROVISIONING):
         raise Refused(Refusal("not_provisioning", _closed_message(request)))
+    was = request.status
     request = request.evolve(status=Status.FAILED, failure=error, ended_at=now)
+    effects: list[Effect] = [
+        NotifyPerson(request.id, email=request.requester, template="request_failed"),
+        NotifyAdmins(request.id, template="request_failed"),
+    ]
+    if was is Status.PROVISIONING and uncertain:
+        # The change may have landed before the error reached us: take back whatever did.
+        # Removing an absent member succeeds, so this is safe either way.
+        effects.append(_deprovision(request, "grant_failed"))
+    else:
+        request = request.evolve(deprovisioned_at=now)  # nothing can have landed
     return Transition(
         request,
+        tuple(effects),
         (
-            NotifyPerson(request.id, email=request.requester, template="request_failed"),
-            NotifyAdmins(request.id, template="request_failed"),
+            _audit(
+                request,
+                "grant_failed",
+                SYSTEM_ACTOR,
+                policy_version,
+                error=error,
+                cleanup=was is Status.PROVISIONING and uncertain,
+            ),
         ),
-        (_audit(request, "grant_failed", SYSTEM_ACTOR, policy_version, error=error),),
     )
 
 
@@ -789,14 +810,20 @@ def revoke(
 
 def deprovision_confirmed(request: AccessRequest, now: datetime, policy_version: str) -> Transition:
     """The connector confirmed the removal: the access has really ended."""
-    if request.status not in (Status.EXPIRED, Status.REVOKED):
+    if request.status not in (Status.EXPIRED, Status.REVOKED, Status.FAILED):
         raise Refused(Refusal("not_ended", "This access has not been ended."))
     if request.deprovisioned_at is not None:
         return Transition(request)
     request = request.evolve(deprovisioned_at=now)
+    # After a failed grant the requester was already told; the removal is a clean-up.
+    notices: tuple[Effect, ...] = (
+        ()
+        if request.status is Status.FAILED
+        else (NotifyPerson(request.id, email=request.requester, template="access_ended"),)
+    )
     return Transition(
         request,
-        (NotifyPerson(request.id, email=request.requester, template="access_ended"),),
+        notices,
         (
             _audit(
                 request,

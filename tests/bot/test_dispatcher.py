@@ -213,7 +213,8 @@ async def test_grant_retries_with_backoff_then_fails_and_alerts(
         assert request.status is Status.PROVISIONING  # never reported as granted
         clock.set(row.due_at)
 
-    assert await dispatcher.drain() == 1  # the last attempt
+    # The last attempt, then the first try of the clean-up removal (the target is down).
+    assert await dispatcher.drain() == 2
     row = await one_row(database, rid, "provision")
     assert row.status == "dead" and row.attempts == GRANT_ATTEMPTS
     request = await clearance.get(rid)
@@ -230,13 +231,20 @@ async def test_grant_retries_with_backoff_then_fails_and_alerts(
     await dispatcher.drain()
     assert memory.memberships == set()
     assert memory.calls_of("grant", ok=True) == []
+    # The timed-out attempts might have landed: a clean-up removal ran once it could.
+    assert (await one_row(database, rid, "deprovision")).status == "done"
+    assert (await clearance.get(rid)).deprovisioned_at is not None
 
-    # A failure retrying cannot fix (bad credentials) gives up at the first attempt.
+    # A failure retrying cannot fix (bad credentials) gives up at the first attempt; the
+    # target refused the change, so there is nothing to take back.
     memory.down, memory.failure = True, ConnectorFailure.AUTH
     rid = await approved(clearance, requester="erin@example.com")
     assert await dispatcher.drain() == 1
     assert (await one_row(database, rid, "provision")).status == "dead"
-    assert (await clearance.get(rid)).status is Status.FAILED
+    failed = await clearance.get(rid)
+    assert failed.status is Status.FAILED and failed.deprovisioned_at is not None
+    assert await rows(database, rid, "deprovision") == []
+    assert (await audit_actions(database, rid)).count("grant_failed") == 1
 
 
 async def test_removal_keeps_retrying_through_an_outage(

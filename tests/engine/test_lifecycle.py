@@ -812,14 +812,36 @@ def test_reminders_only_when_shorter_than_the_duration() -> None:
 
 def test_grant_failed_fails_the_request() -> None:
     r = provisioning_started(approved_two_stage(), at(30), V).request
-    t = grant_failed(r, "no_such_group: cn=two", at(31), V)
+    t = grant_failed(r, "no_such_group: cn=two", at(31), V, uncertain=False)
     f = t.request
     assert (
         f.status is Status.FAILED and f.failure == "no_such_group: cn=two" and f.granted_at is None
     )
+    # The target refused: nothing landed, nothing to take back.
     assert kinds(t.effects) == ["NotifyPerson:request_failed", "NotifyAdmins:request_failed"]
+    assert f.deprovisioned_at == at(31) and t.audit[0].details["cleanup"] is False
     refused(lambda: grant_confirmed(f, at(32), V, ()), f, "not_provisioning")
     refused(lambda: grant_failed(f, "again", at(32), V), f, "not_provisioning")
+
+
+def test_a_grant_that_failed_uncertainly_is_taken_back_quietly() -> None:
+    # Retries ran out on timeouts: the member may have been added; remove it to be sure.
+    r = provisioning_started(approved_two_stage(), at(30), V).request
+    t = grant_failed(r, "unreachable: timed out", at(31), V)
+    f = t.request
+    assert f.status is Status.FAILED and f.deprovisioned_at is None
+    assert t.effects[-1] == Deprovision(
+        "r1", connector="ldap", group="cn=two", principal="req@x.com", reason="grant_failed"
+    )
+    assert t.audit[0].details["cleanup"] is True
+    done = deprovision_confirmed(f, at(32), V)
+    assert done.request.deprovisioned_at == at(32) and done.request.status is Status.FAILED
+    assert done.effects == ()  # the requester already heard it failed
+    assert [a.action for a in done.audit] == ["access_removed"]
+    # Never asked the connector: nothing to take back.
+    approved = approved_two_stage()
+    t = grant_failed(approved, "unknown connector", at(31), V)
+    assert not [e for e in t.effects if isinstance(e, Deprovision)]
 
 
 def test_grant_confirmed_needs_an_approved_request() -> None:

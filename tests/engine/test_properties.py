@@ -348,6 +348,15 @@ def check_step(
         ]
     if any(isinstance(e, Deprovision) for e in t.effects):
         assert before.status in (Status.PROVISIONING, Status.ACTIVE)
+    # A grant that failed after the connector was asked may have landed: it is taken back.
+    if kind == "grant_failed" and before.status is Status.PROVISIONING:
+        assert [e.reason for e in t.effects if isinstance(e, Deprovision)] == ["grant_failed"]
+    if after.status.is_final and not any(isinstance(e, Deprovision) for e in t.effects):
+        assert (
+            after.deprovisioned_at is not None
+            or before.status.is_final
+            or (before.status not in (Status.PROVISIONING, Status.ACTIVE))
+        )
     if after.status is Status.EXPIRED and before.status is not Status.EXPIRED:
         assert before.expires_at is not None and now >= before.expires_at
     if after.status is Status.TIMED_OUT and before.status is not Status.TIMED_OUT:

@@ -82,9 +82,17 @@ async def test_grant_during_outage_fails_loudly_and_never_claims_success(
     assert {"template": "request_failed"} in [{"template": a["template"]} for a in alerts]
     notices = [json.loads(r.payload)["template"] for r in await rows(world, "notify")]
     assert "access_granted" not in notices and "request_failed" in notices
+    # A timed-out grant may have landed: a clean-up removal waits for slapd to come back.
+    [cleanup] = await rows(world, "deprovision")
+    assert cleanup.status == "pending"
     slapd.start()
     await retry_round(world, clock)
     assert slapd.members("outage") == set()
+    cleaned = await world.clearance.get(request.id)
+    assert cleaned.status is Status.FAILED and cleaned.deprovisioned_at is not None
+    assert [r.status for r in await rows(world, "deprovision")] == ["done"]
+    notices = [json.loads(r.payload)["template"] for r in await rows(world, "notify")]
+    assert "access_ended" not in notices  # the requester already heard it failed
 
 
 async def test_revocation_during_outage_retries_until_it_lands(
