@@ -95,14 +95,18 @@ class Fulfilment:
         await self.clearance.confirm_removal(rid)
 
     async def _needed_elsewhere(self, rid: str, principal: str, connector: str, group: str) -> bool:
-        """Whether another grant still in force needs this membership (then only rid ends)."""
+        """Whether another grant in force, or under way, needs this membership (then only
+        rid ends). A grant under way counts: its connector call may already have added the
+        member, and removing it now would leave that grant active without its membership."""
+        store = self.clearance.store
         others = [
-            g
-            for g in await self.clearance.store.active_grants(connector, group, principal)
+            g.request_id
+            for g in await store.active_grants(connector, group, principal)
             if g.request_id != rid
         ]
+        others += [r for r in await store.in_flight_grants(connector, group, principal) if r != rid]
         if others:
-            log.info("request %s ended; membership kept for %s", rid, others[0].request_id)
+            log.info("request %s ended; membership kept for %s", rid, others[0])
         return bool(others)
 
     async def expire(self, item: OutboxItem) -> None:

@@ -316,6 +316,20 @@ class Store:
             out.append(request)
         return out[:limit]
 
+    async def in_flight_grants(
+        self, connector: str, target_group: str, principal: str
+    ) -> list[str]:
+        """Requests whose grant of this membership is under way (the connector may have
+        added it already, and its confirmation is about to land)."""
+        query = select(col(RequestRow.id)).where(
+            col(RequestRow.status) == Status.PROVISIONING.value,
+            col(RequestRow.connector) == connector,
+            col(RequestRow.target_group) == target_group,
+            col(RequestRow.principal) == principal,
+        )
+        async with self.database.transaction() as session:
+            return list((await session.execute(query)).scalars().all())
+
     async def active_grants(
         self,
         connector: str | None = None,

@@ -349,6 +349,37 @@ async def test_a_revoke_while_the_grant_is_in_flight_keeps_another_grants_member
     assert memory.calls_of("revoke") == []
 
 
+async def test_a_removal_keeps_the_membership_a_grant_under_way_just_added(
+    clearance: Clearance,
+    dispatcher: Dispatcher,
+    database: Database,
+    policy: Policy,
+    memory: MemoryEntitlements,
+) -> None:
+    old = await approved(clearance, "4h")
+    assert await dispatcher.drain() == 1
+    new = await approved(clearance, "1h")
+    # Another replica's worker, removing the old grant while the new one is in flight.
+    other = Fulfilment(
+        clearance, Connectors({"slack_usergroups": lambda name, cfg: memory}, lambda: policy)
+    )
+
+    async def old_is_returned_and_removed_meanwhile() -> None:
+        await clearance.revoke(old, ALICE)
+        [row] = await rows(database, old, "deprovision")
+        await other.deprovision(
+            OutboxItem(row.id, row.kind, row.request_id, {}, row.due_at, row.attempts)
+        )
+
+    memory.during_grant = old_is_returned_and_removed_meanwhile
+    await dispatcher.drain()
+    assert memory.during_grant is None  # the removal really ran mid-grant
+    assert (await clearance.get(old)).deprovisioned_at is not None
+    assert (await clearance.get(new)).status is Status.ACTIVE
+    assert memory.memberships == {(ALICE, GROUP)}  # the new grant has its membership
+    assert memory.calls_of("revoke") == []
+
+
 # --- several dispatchers ----------------------------------------------------------------------
 
 
