@@ -16,6 +16,7 @@ from typing import IO
 from bot.connectors import POLICY_CHECKS
 from bot.settings import Settings
 from engine.audit import AuditEvent, verify_chain
+from engine.drift import REMOVAL_LIMIT
 from engine.durations import DurationError, format_duration, parse_duration
 from engine.policy import PolicyError, load_policy
 from engine.refusals import Refused
@@ -123,6 +124,16 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
         return EXIT_PROBLEM
 
     return asyncio.run(run())
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is below 0")
+    return value
 
 
 def _since(text: str | None) -> datetime | None:
@@ -241,7 +252,9 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
 
     async def run() -> int:
         try:
-            drift = await reconciler.reconcile(dry_run=args.dry_run, trigger="cli")
+            drift = await reconciler.reconcile(
+                dry_run=args.dry_run, trigger="cli", removal_limit=args.max_removals
+            )
         finally:
             await components.close()
         print(render("cli", "drift_report", drift.view()))
@@ -334,6 +347,16 @@ def parser() -> argparse.ArgumentParser:
         "--dry-run",
         action="store_true",
         help="only print the report: remove nothing, audit nothing, post nothing",
+    )
+    rec.add_argument(
+        "--max-removals",
+        type=_non_negative,
+        default=REMOVAL_LIMIT,
+        metavar="N",
+        help=(
+            "remove from a group only when it has at most N members without a grant; a group "
+            f"with more keeps them all and is reported (default {REMOVAL_LIMIT})"
+        ),
     )
     rec.set_defaults(func=cmd_reconcile)
 

@@ -22,7 +22,15 @@ from bot.connectors import Connectors
 from bot.dispatcher import Dispatcher
 from bot.usecases import Clearance
 from engine.access_request import Status
-from engine.drift import DriftReport, Holding, Target, TargetDrift, find_drift, managed_targets
+from engine.drift import (
+    REMOVAL_LIMIT,
+    DriftReport,
+    Holding,
+    Target,
+    TargetDrift,
+    find_drift,
+    managed_targets,
+)
 from engine.lifecycle import SYSTEM_ACTOR, AuditRecord
 from engine.policy import Policy
 from message_templates import render_json
@@ -127,10 +135,13 @@ class Reconciler:
     def register(self, dispatcher: Dispatcher) -> None:
         dispatcher.register(REPORT_KIND, self.post_report)
 
-    async def reconcile(self, dry_run: bool = False, trigger: str = "cli") -> DriftRun:
+    async def reconcile(
+        self, dry_run: bool = False, trigger: str = "cli", removal_limit: int = REMOVAL_LIMIT
+    ) -> DriftRun:
         """Check every managed group; unless ``dry_run``, remove, audit and queue the report.
 
-        A dry run reads only: nothing is removed, audited or posted.
+        A dry run reads only: nothing is removed, audited or posted. A group that would lose
+        more than ``removal_limit`` members loses none (see engine.drift).
         """
         policy = self.clearance.policy
         store = self.clearance.store
@@ -154,7 +165,7 @@ class Reconciler:
         ] + [Holding(r.id, r.principal, r.connector, r.target_group) for r in opening]
         members = {t: m for t, (m, _) in zip(targets, listed, strict=True) if m is not None}
         failures = {t: e for t, (_, e) in zip(targets, listed, strict=True) if e is not None}
-        report = find_drift(policy, grants, members, failures, in_flight)
+        report = find_drift(policy, grants, members, failures, in_flight, removal_limit)
         run = DriftRun(report, policy, checked_at, dry_run)
         if dry_run:
             return run

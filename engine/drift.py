@@ -24,6 +24,10 @@ DriftMode = Literal["report", "revoke", "mixed"]
 _EMAIL = re.compile(r"^[^\s@]+@[^\s@]+$")
 
 
+# Most members one run removes from one group before a human must confirm (--max-removals).
+REMOVAL_LIMIT = 10
+
+
 @dataclass(frozen=True, order=True)
 class Target:
     """A group in one connector that the policy grants."""
@@ -138,12 +142,14 @@ def find_drift(
     members: Mapping[Target, Sequence[str]],
     failures: Mapping[Target, str] | None = None,
     in_flight: Iterable[Holding] = (),
+    removal_limit: int = REMOVAL_LIMIT,
 ) -> DriftReport:
     """Compare the grants in force with the members each managed group actually has.
 
     ``grants`` must be in the group; ``in_flight`` (grants being provisioned or confirmed
     while the members were read) may be. ``failures`` names targets whose members could
-    not be listed; a target in neither mapping is reported as not checked.
+    not be listed; a target in neither mapping is reported as not checked. A group where
+    more than ``removal_limit`` members would be removed keeps them all and says why.
     """
     failures = failures or {}
     required: dict[Target, list[Holding]] = {}
@@ -167,8 +173,11 @@ def find_drift(
         present = {m.strip().lower(): m.strip() for m in reversed(listed) if m.strip()}
         baseline = {m for r in resources for m in r.baseline_members}
         legitimate = allowed.get(target, set()) | baseline
-        unexpected = tuple(
-            _unexpected(present[key], mode) for key in sorted(present) if key not in legitimate
+        unexpected = _held_if_mass(
+            tuple(
+                _unexpected(present[key], mode) for key in sorted(present) if key not in legitimate
+            ),
+            removal_limit,
         )
         in_group = set(present)
         missing = tuple(
@@ -178,6 +187,24 @@ def find_drift(
         )
         found.append(TargetDrift(target, ids, mode, note, unexpected, missing))
     return DriftReport(policy.version, tuple(found))
+
+
+def _held_if_mass(unexpected: tuple[Unexpected, ...], limit: int) -> tuple[Unexpected, ...]:
+    """Keep everyone when one group would lose more than ``limit`` members in one run.
+
+    So many strangers in one group more often means a wrong group id in the policy, or a
+    directory change, than a real intrusion: a human confirms before mass removal.
+    """
+    count = sum(1 for u in unexpected if u.remove)
+    if count <= limit:
+        return unexpected
+    reason = (
+        f"held: {count} removals from one group is more than the limit of {limit}; check "
+        f"the group, then run `clearance reconcile --max-removals {count}`"
+    )
+    return tuple(
+        Unexpected(u.member, remove=False, reason=reason) if u.remove else u for u in unexpected
+    )
 
 
 def _unexpected(member: str, mode: DriftMode) -> Unexpected:

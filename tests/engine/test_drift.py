@@ -172,3 +172,21 @@ def test_baseline_members_must_be_emails() -> None:
     assert "baseline member 'not-an-email' is not an email address" in str(info.value)
     assert policy().resources[1].baseline_members == ("robot@example.com",)
     assert policy().resources[0].baseline_members == ()
+
+
+def test_a_mass_removal_is_held_for_a_human_to_confirm() -> None:
+    strangers = [f"s{i}@x.com" for i in range(11)]
+    report = find_drift(policy(), [], {DB: [], SIGN: [*strangers, "DN-only-member"]})
+    [sign] = [t for t in report.targets if t.target == SIGN]
+    assert report.removals == ()  # eleven is above the default limit of ten: nobody goes
+    held = [u for u in sign.unexpected if u.member.endswith("@x.com")]
+    assert len(held) == 11 and not any(u.remove for u in held)
+    assert held[0].reason.startswith("held: 11 removals from one group")
+    assert "clearance reconcile --max-removals 11" in held[0].reason
+    # A member that could never be removed keeps its own reason.
+    [dn] = [u for u in sign.unexpected if u.member == "DN-only-member"]
+    assert "no email address" in dn.reason
+    # At the limit, or with the limit raised on purpose, they are removed.
+    assert len(find_drift(policy(), [], {SIGN: strangers[:10]}).removals) == 10
+    confirmed = find_drift(policy(), [], {SIGN: strangers}, removal_limit=11)
+    assert len(confirmed.removals) == 11

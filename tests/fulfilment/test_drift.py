@@ -404,6 +404,19 @@ def test_cli_exit_codes(
     assert "user12@example.com" not in emails(slapd, "drift-revoke")
     assert run_cli(env=env).returncode == 0
 
+    # More strangers in one group than --max-removals allows: held for a human, all kept.
+    for who in ("user13@example.com", "user14@example.com"):
+        add_member(slapd, "drift-revoke", who)
+    held = run_cli("--max-removals", "1", env=env)
+    assert held.returncode == 1, held.stdout + held.stderr
+    assert "held: 2 removals from one group is more than the limit of 1" in held.stdout
+    assert {"user13@example.com", "user14@example.com"} <= emails(slapd, "drift-revoke")
+    confirmed = run_cli("--max-removals", "2", env=env)
+    assert confirmed.returncode == 1 and "user14@example.com: removed" in confirmed.stdout
+    assert not {"user13@example.com", "user14@example.com"} & emails(slapd, "drift-revoke")
+    wrong = run_cli("--max-removals", "-1", env=env)
+    assert wrong.returncode == 2 and "-1 is below 0" in wrong.stderr
+
     errors = run_cli("--dry-run", "--policy", str(dead_policy_file), env=env)
     assert errors.returncode == 2, errors.stdout + errors.stderr
     assert "NOT CHECKED" in errors.stdout and "unreachable" in errors.stdout
