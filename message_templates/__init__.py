@@ -28,12 +28,35 @@ def mrkdwn(value: object) -> str:
     return str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+# ASCII punctuation that Adaptive Card markdown (a CommonMark subset), Teams' own extras or
+# the DATE()/TIME() functions give a meaning: emphasis, links, lists, headings, code,
+# HTML-like tags (<at> mentions), entities (&lt;) and {{DATE(...)}}. CommonMark shows a
+# backslash-escaped ASCII punctuation character literally, so escaping all of them is safe.
+_MARKDOWN_SPECIAL = frozenset("\\`*_{}[]()<>#+-!|~&=")
+# "1. text" or "1) text" starts a numbered list; the ")" is escaped above, the "." here
+# (only after a digit, so ordinary sentences and e-mail addresses stay readable).
+_NUMBERED_DOT = re.compile(r"(?<=[0-9])\.")
+
+
 def markdown(value: object) -> str:
-    """Adaptive Card (Teams) TextBlock markdown-escape: user text shows as typed."""
-    out = str(value)
-    for ch in ("\\", "*", "_", "[", "]", "(", ")", "#", "`", "~", ">", "<", "|", "!", "-", "+"):
-        out = out.replace(ch, "\\" + ch)
-    return out
+    """Adaptive Card (Teams) TextBlock markdown-escape: user text shows as typed.
+
+    Escapes every character that could start markup (``**b**``, ``_i_``, ``[a](b)``,
+    ``<at>x</at>``, ``# h``, ``- item``, ``1. item``, ``&lt;``, ``{{DATE(...)}}``) with a
+    backslash, so the text can form no emphasis, link, list, mention or date function.
+    """
+    out = "".join("\\" + ch if ch in _MARKDOWN_SPECIAL else ch for ch in str(value))
+    return _NUMBERED_DOT.sub(r"\\.", out)
+
+
+def one_line(value: object) -> str:
+    """Plain text on one line: every run of whitespace (newlines too) becomes one space."""
+    return " ".join(str(value).split())
+
+
+def byte_size(value: object) -> int:
+    """UTF-8 size of rendered text: templates spend it against Teams' ~28 KB message limit."""
+    return len(str(value).encode("utf-8"))
 
 
 _SLACK_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,20}$")
@@ -69,6 +92,17 @@ def slack_date(ts: float | int | None, fmt: str = "{date_short_pretty} at {time}
     return f"<!date^{int(ts)}^{fmt}|{fallback}>"
 
 
+def teams_date(ts: float | int | None) -> str:
+    """Adaptive Card DATE()/TIME() functions: Teams shows them in each reader's own time zone.
+
+    Only TextBlock text evaluates them; the functions need strict RFC 3339 UTC times.
+    """
+    if ts is None:
+        return "-"
+    iso = datetime.fromtimestamp(int(ts), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return f"{{{{DATE({iso}, SHORT)}}}} {{{{TIME({iso})}}}}"
+
+
 def utc_time(ts: float | int | None) -> str:
     """Plain UTC time for surfaces without date tokens."""
     if ts is None:
@@ -96,7 +130,10 @@ def environment(platform: str) -> jinja2.Environment:
         json=json_string,
         clip=clip,
         slack_date=slack_date,
+        teams_date=teams_date,
         utc_time=utc_time,
+        one_line=one_line,
+        byte_size=byte_size,
     )
     return env
 
