@@ -92,6 +92,15 @@ def slack_date(ts: float | int | None, fmt: str = "{date_short_pretty} at {time}
     return f"<!date^{int(ts)}^{fmt}|{fallback}>"
 
 
+def teams_mri(teams_id: str) -> str:
+    """A Teams user id as an MRI, the form ``refresh.userIds`` takes.
+
+    A directory holds either the bot-scoped id from activities (``29:…``, already an MRI)
+    or the Entra object id, whose MRI is ``8:orgid:<object id>``.
+    """
+    return teams_id if teams_id.startswith(("29:", "8:")) else f"8:orgid:{teams_id}"
+
+
 def teams_date(ts: float | int | None) -> str:
     """Adaptive Card DATE()/TIME() functions: Teams shows them in each reader's own time zone.
 
@@ -131,6 +140,7 @@ def environment(platform: str) -> jinja2.Environment:
         clip=clip,
         slack_date=slack_date,
         teams_date=teams_date,
+        teams_mri=teams_mri,
         utc_time=utc_time,
         one_line=one_line,
         byte_size=byte_size,

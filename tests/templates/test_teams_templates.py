@@ -896,6 +896,14 @@ def test_refresh_names_the_current_approvers_teams_ids(
         assert expected == ["29:1dora"]  # Dan has no Teams account
 
 
+def test_refresh_names_people_known_by_entra_object_id_by_their_mri() -> None:
+    r = view("pending_stage1", "bob@example.com")
+    oid = "6a1d0f5e-2b7c-4e8f-9a0b-1c2d3e4f5a6b"
+    approvers = [{**r["stage"]["approvers"][0], "teams_id": oid}]
+    card = render("approval_card", {"r": {**r, "stage": {**r["stage"], "approvers": approvers}}})
+    assert card["card"]["refresh"]["userIds"] == [f"8:orgid:{oid}"]
+
+
 def test_refresh_takes_at_most_sixty_ids_and_none_when_nobody_is_on_teams() -> None:
     r = view("pending_stage1", "bob@example.com")
     many = [{**r["stage"]["approvers"][0], "teams_id": f"29:{i}"} for i in range(80)]
