@@ -1,11 +1,11 @@
 """Every Slack template, rendered from real request data, is valid Block Kit and inert.
 
-Requests are made by the engine itself (``submit``, ``decide`` and the other transitions on
-the example policy) and shown through ``bot.presentation.request_view``, as the notifier
-does. Each template is rendered with representative data and with worst-case data: 2000
-characters of mentions and links, 100-character tickets, names full of ``<>&``, 30
-decisions, long approver lists. Every rendering must parse with slack_sdk, stay within
-Slack's limits, and contain no live mention, broadcast or link made from user text.
+Requests are made by the engine itself and shown through ``bot.presentation.request_view``,
+as the notifier does (``tests.templates.requests``). Each template is rendered with
+representative data and with worst-case data: 2000 characters of mentions and links,
+100-character tickets, names full of ``<>&``, 30 decisions, long approver lists. Every
+rendering must parse with slack_sdk, stay within Slack's limits, and contain no live
+mention, broadcast or link made from user text.
 """
 
 from __future__ import annotations
@@ -14,49 +14,32 @@ import json
 import logging
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from functools import cache
-from pathlib import Path
 from typing import Any
 
 import pytest
 from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
 
-from bot.forms import form_data
 from bot.presentation import request_view
-from bot.reconcile import DriftRun
-from engine.access_request import AccessRequest, Decision, StageState, Status
-from engine.directory import DirectorySnapshot, Person, snapshot_from_policy
-from engine.drift import Holding, Target, find_drift
-from engine.lifecycle import (
-    RequestDraft,
-    cancel,
-    decide,
-    deprovision_confirmed,
-    expire,
-    extend,
-    grant_confirmed,
-    grant_failed,
-    provisioning_started,
-    revoke,
-    submit,
-    time_out,
-)
-from engine.policy import Policy, parse_policy
+from engine.lifecycle import submit
 from engine.refusals import Refused
 from message_templates import render_json, templates
-
-EXAMPLE_POLICY = Path(__file__).resolve().parents[2] / "examples" / "policy.yaml"
-T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
-JUSTIFICATION = "Investigating INC-42: replication lag on the primary"
+from tests.templates.requests import (
+    JUSTIFICATION,
+    REQUEST_AGAIN,
+    T0,
+    Case,
+    Hostile,
+    TemplateData,
+    draft,
+    request_form,
+    world,
+)
 
 EVIL = "<!channel> <@U1> <https://evil|click> & *bold* "
-EVIL_2000 = (EVIL * 50)[:2000]
-EVIL_500 = EVIL_2000[:500]
-EVIL_TICKET = EVIL_2000[:100]
 EVIL_NAME = ("Eve <Evil> & " + EVIL * 3)[:120]
+HOSTILE = Hostile(text=EVIL, name=EVIL_NAME, resource=f"{EVIL_NAME} {EVIL}")
+EVIL_2000 = HOSTILE.long
 # The only "<...>" tokens a rendering may contain: mentions of directory people and dates.
 ALLOWED_TOKEN = re.compile(r"^<@U0[A-Z]+>$|^<!date\^\d+\^[^|<>]+\|[^<>]+>$")
 FORBIDDEN = ("<!channel>", "<@U1>", "<https://evil")
@@ -64,429 +47,17 @@ FORBIDDEN = ("<!channel>", "<@U1>", "<https://evil")
 VIEWS = {"request_form", "deny_form", "home"}
 
 
-# --- data: real requests in every state ------------------------------------------------
-
-
-@dataclass(frozen=True)
-class World:
-    policy: Policy
-    directory: DirectorySnapshot
-    requests: dict[str, AccessRequest]
-
-
-def _draft(resource: str, **kw: Any) -> RequestDraft:
-    values: dict[str, Any] = {
-        "requester": "alice@example.com",
-        "resource_id": resource,
-        "justification": JUSTIFICATION,
-    }
-    values.update(kw)
-    return RequestDraft(**values)
-
-
-def _build(policy: Policy) -> dict[str, AccessRequest]:
-    d = snapshot_from_policy(policy)
-    v = policy.version
-    at = T0
-    out: dict[str, AccessRequest] = {}
-
-    def step(minutes: int) -> datetime:
-        return at + timedelta(minutes=minutes)
-
-    p1 = submit(_draft("prod-db-admin", ticket="INC-42"), policy, d, at, "R-1").request
-    p2 = decide(p1, policy, d, "bob@example.com", "approve", step(5), "Looks fine").request
-    p3 = decide(p2, policy, d, "dora@example.com", "approve", step(10)).request
-    approved = decide(p3, policy, d, "sam@example.com", "approve", step(15)).request
-    provisioning = provisioning_started(approved, step(16), v).request
-    active = grant_confirmed(provisioning, step(17), v, ()).request
-    expired = expire(active, active.expires_at or step(0), v).request
-    out.update(
-        pending_stage1=p1,
-        pending_stage2=p2,
-        pending_stage3=p3,
-        approved=approved,
-        provisioning=provisioning,
-        active=active,
-        expired=expired,
-        ended=deprovision_confirmed(expired, step(80), v).request,
-        returned=revoke(active, policy, "alice@example.com", "", step(30)).request,
-        revoked=revoke(active, policy, "sam@example.com", "Left the team", step(30)).request,
-        revoked_pending=revoke(p2, policy, "sara@example.com", "Wrong resource", step(8)).request,
-        denied=decide(
-            p2, policy, d, "dora@example.com", "deny", step(12), "Use the read replica"
-        ).request,
-        cancelled=cancel(p1, "alice@example.com", step(3), v).request,
-        timed_out=time_out(p1, p1.pending_deadline or step(0), v).request,
-        failed=grant_failed(
-            provisioning, "slack usergroups.update: ratelimited", step(20), v
-        ).request,
-    )
-    glass = submit(
-        _draft("prod-db-admin", ticket="INC-99", break_glass=True), policy, d, at, "R-2"
-    ).request
-    out["break_glass"] = glass
-    out["break_glass_active"] = grant_confirmed(glass, step(1), v, ()).request
-    out["auto"] = submit(_draft("staging-db-read"), policy, d, at, "R-3").request
-    auto_active = grant_confirmed(
-        provisioning_started(out["auto"], step(1), v).request, step(2), v, ()
-    ).request
-    out["extended"] = extend(auto_active, policy, "alice@example.com", step(30)).request
-    s1 = submit(_draft("release-signing-key", ticket="CHG-7"), policy, d, at, "R-4").request
-    s2 = decide(s1, policy, d, "carol@example.com", "approve", step(5)).request
-    out["signing_partial"] = decide(s2, policy, d, "sam@example.com", "approve", step(6)).request
-    out["ci_pending"] = submit(
-        _draft("ci-admin", requester="erin@example.com"), policy, d, at, "R-5"
-    ).request
-    return out
-
-
-@cache
-def world() -> World:
-    policy = parse_policy(EXAMPLE_POLICY.read_bytes(), str(EXAMPLE_POLICY))
-    return World(policy, snapshot_from_policy(policy), _build(policy))
-
-
-@cache
-def worst_world() -> World:
-    """The example policy with hostile resource and stage names, and hostile people."""
-    text = EXAMPLE_POLICY.read_text()
-    evil_yaml = EVIL.replace("'", "")
-    text = text.replace("name: Production database (admin)", f"name: '{EVIL_NAME} {evil_yaml}'")
-    text = text.replace(
-        "description: Superuser on the primary PostgreSQL cluster",
-        f"description: '{EVIL_2000}'",
-    )
-    text = text.replace("name: Security sign-off", f"name: '{EVIL_NAME}'")
-    policy = parse_policy(text.encode(), "worst.yaml")
-    base = snapshot_from_policy(policy)
-    people = dict(base.people)
-    # Everyone but Bob gets a hostile name; half lose their Slack id (names are shown then).
-    for i, (email, person) in enumerate(sorted(people.items())):
-        if email == "bob@example.com":
-            continue
-        people[email] = Person(
-            email=email,
-            name=f"{EVIL_NAME} {i}",
-            manager=person.manager,
-            active=person.active,
-            slack_id=person.slack_id if i % 2 else None,
-        )
-    for i in range(40):
-        email = f"x{i}@example.com"
-        people[email] = Person(email=email, name=f"{EVIL_NAME} x{i}")
-    directory = DirectorySnapshot(people=people, groups=base.groups)
-    return World(policy, directory, _build(policy))
-
-
-def _thirty_decisions(current_stage: int) -> tuple[Decision, ...]:
-    return tuple(
-        Decision(
-            stage=i % max(1, current_stage),
-            approver=f"x{i}@example.com",
-            outcome="approve" if i % 3 else "deny",
-            at=T0 + timedelta(minutes=i),
-            reason=EVIL_500,
-        )
-        for i in range(30)
-    )
-
-
-def worst(request: AccessRequest, *, stage_with_bob: bool = False) -> AccessRequest:
-    """The request with hostile text everywhere a person can type, and 30 decisions."""
-    changes: dict[str, Any] = {
-        "justification": EVIL_2000,
-        "ticket": EVIL_TICKET,
-        "decisions": _thirty_decisions(2),
-        "end_reason": EVIL_500 if request.end_reason else None,
-        "failure": EVIL_2000 if request.status is Status.FAILED else None,
-    }
-    if request.status is Status.PENDING:
-        approvers = tuple(f"x{i}@example.com" for i in range(40))
-        if stage_with_bob:
-            approvers = ("bob@example.com", *approvers)
-        changes["stages"] = (
-            *request.stages[:-1],
-            StageState(index=2, label=EVIL_NAME, approvers=approvers, required=40, fallback=True),
-        )
-    return request.evolve(**changes)
-
-
-def view(
-    key: str, viewer: str | None = "alice@example.com", *, hostile: bool = False, **kw: Any
-) -> dict[str, Any]:
-    w = worst_world() if hostile else world()
-    request = w.requests[key]
-    if hostile:
-        request = worst(request, stage_with_bob=viewer == "bob@example.com")
-    return request_view(
-        request, w.policy, w.directory.people, T0 + timedelta(minutes=40), viewer, **kw
-    )
-
-
 # --- data: every template, representative and worst case -------------------------------
 
-
-def _r(
-    key: str, viewer: str | None = "alice@example.com", previous: int = 0, **extra: Any
-) -> dict[str, Any]:
-    return {"r": view(key, viewer, previous_requests=previous), **extra}
+DATA = TemplateData("slack", HOSTILE)
+_r, _w, _home = DATA.r, DATA.w, DATA.home
 
 
-def _w(key: str, viewer: str | None = "alice@example.com", **extra: Any) -> dict[str, Any]:
-    return {"r": view(key, viewer, hostile=True, previous_requests=7), **extra}
-
-
-def _resource_dict(i: int) -> dict[str, Any]:
-    return {
-        "id": f"res-{i}",
-        "name": f"{EVIL_NAME} {i}",
-        "risk": "critical",
-        "description": EVIL_2000,
-        "duration_options": [
-            {"value": f"{h}h", "label": f"{h} hours {EVIL}"} for h in range(1, 150)
-        ],
-        "default_duration": "1h",
-        "max_duration": "149h",
-        "ticket_pattern": "^" + "(INC|CHG)-[0-9]+" * 20 + "$",
-        "min_justification": 20,
-    }
-
-
-def _form(selected: str | None, **prefill: str) -> dict[str, Any]:
-    policy = world().policy
-    return form_data(list(policy.resources), selected, prefill, "meta")
-
-
-def _form_worst() -> dict[str, Any]:
-    resources = [_resource_dict(i) for i in range(250)]
-    return {
-        "resources": [
-            {"risk": "critical", "label": EVIL_NAME, "resources": resources[:150]},
-            *(
-                {"risk": "x", "label": f"group {i}", "resources": resources[i : i + 1]}
-                for i in range(120)
-            ),
-        ],
-        "selected": resources[3],
-        "prefill": {"justification": EVIL_2000 + EVIL, "ticket": EVIL_2000, "duration": "nope"},
-        "private_metadata": "m" * 5000,
-    }
-
-
-def _home(hostile: bool, n: int) -> dict[str, Any]:
-    v = (lambda k, who: view(k, who, hostile=True)) if hostile else view
-    return {
-        "me": {"name": EVIL_NAME if hostile else "Alice Archer", "email": "alice@example.com"},
-        "open": [v("pending_stage2", "alice@example.com") for _ in range(n)],
-        "awaiting": [v("pending_stage1" if not hostile else "pending_stage2", "bob@example.com")]
-        * n,
-        "active": [v("active", "alice@example.com") for _ in range(n)],
-        "truncated": hostile,
-    }
-
-
-def _events(n: int, hostile: bool) -> list[dict[str, Any]]:
-    return [
-        {
-            "seq": i,
-            "ts": int(T0.timestamp()) + i,
-            "action": EVIL_NAME if hostile else "approved",
-            "actor": EVIL_NAME if hostile else "bob@example.com",
-            "details_text": json.dumps({"reason": EVIL_2000 if hostile else "fine", "stage": 0}),
-        }
-        for i in range(n)
-    ]
-
-
-def _reply(title: str, **kw: Any) -> dict[str, Any]:
-    return {"title": title, "lines": [], "requests": [], "events": [], "footer": "", **kw}
-
-
-def _context(error: str) -> dict[str, Any]:
-    return {"context": {"error": error, "kind": "deprovision", "attempts": "5"}}
-
-
-def _drift(dry_run: bool = False, errors: bool = False) -> dict[str, Any]:
-    """A drift report made by the engine on the example policy, as the reconciler shows it."""
-    policy = world().policy
-    signing, staging = Target("slack-groups", "S0SIGNING"), Target("slack-groups", "S0STAGINGRO")
-    grants = [Holding("R-7", "dora@example.com", "slack-groups", "S0SIGNING")]
-    members = {
-        signing: ["eve@example.com", "U0NOEMAIL"],
-        staging: ["alice@example.com"],
-        Target("slack-groups", "S0DBADMIN"): [],
-        Target("slack-groups", "S0CIADMIN"): [],
-    }
-    failures: dict[Target, str] = {}
-    if errors:
-        del members[staging]
-        failures[staging] = "unreachable: slack usergroups.users.list timed out"
-    report = find_drift(policy, grants, members, failures)
-    failed: dict[tuple[Target, str], str] = (
-        {} if dry_run else {(signing, "eve@example.com"): "rejected: not allowed"}
-    )
-    return DriftRun(report, policy, T0, dry_run, remove_failed=failed).view()
-
-
-def _drift_worst(targets: int, lines: int) -> dict[str, Any]:
-    """Hostile names everywhere a connector or directory supplies text, and long lists."""
-    return {
-        "policy_version": EVIL,
-        "checked_ts": int(T0.timestamp()),
-        "dry_run": False,
-        "targets_checked": targets,
-        "counts": {
-            "unexpected": targets * lines,
-            "missing": targets * lines,
-            "removed": 1,
-            "kept": 2,
-            "would_remove": 3,
-            "remove_failed": 4,
-            "errors": targets,
-        },
-        "targets": [
-            {
-                "connector": EVIL_NAME,
-                "group": EVIL_2000,
-                "resources": [{"id": f"res-{j}", "name": EVIL_2000} for j in range(6)],
-                "mode": "mixed",
-                "note": EVIL_2000,
-                "error": EVIL_2000,
-                "unexpected": [
-                    {"member": EVIL_2000, "action": action, "reason": EVIL_2000}
-                    for action in ("removed", "kept", "would_remove", "remove_failed")
-                    for _ in range(lines // 4)
-                ],
-                "missing": [{"principal": EVIL_2000, "request_id": EVIL_2000}] * lines,
-            }
-            for _ in range(targets)
-        ],
-    }
-
-
-def cases() -> Iterator[tuple[str, str, dict[str, Any]]]:
+def cases() -> Iterator[Case]:
     """(template, label, data) for every case; each template has at least one."""
-    everything = ("pending_stage1", "pending_stage2", "approved", "provisioning", "active")
-    everything += ("expired", "ended", "returned", "revoked", "revoked_pending", "denied")
-    everything += ("cancelled", "timed_out", "failed", "break_glass", "auto", "signing_partial")
-    for key in everything:
-        yield "request_submitted", key, _r(key)
-        yield "approval_card", f"{key}-nobody", _r(key, None)
-    for key in ("pending_stage1", "pending_stage2", "denied", "failed", "timed_out"):
-        yield "request_submitted", f"worst-{key}", _w(key)
-    approver_cases = [
-        ("pending_stage1", "bob@example.com"),
-        ("pending_stage2", "bob@example.com"),
-        ("pending_stage2", "dan@example.com"),
-        ("pending_stage3", "sam@example.com"),
-        ("signing_partial", "sam@example.com"),
-        ("signing_partial", "sara@example.com"),
-        ("denied", "dan@example.com"),
-        ("active", "bob@example.com"),
-        ("cancelled", "bob@example.com"),
-        ("timed_out", "bob@example.com"),
-        ("revoked_pending", "dan@example.com"),
-        ("ci_pending", "bob@example.com"),
-        ("break_glass", "sam@example.com"),
-    ]
-    for key, viewer in approver_cases:
-        yield "approval_card", f"{key}-{viewer}", _r(key, viewer, previous=2)
-    yield "approval_card", "worst-can-decide", _w("pending_stage2", "bob@example.com")
-    yield "approval_card", "worst-denied", _w("denied", "dan@example.com")
-    yield "approval_card", "worst-failed", _w("failed", "dan@example.com")
-    for key in ("pending_stage2", "pending_stage3", "signing_partial", "approved", "denied"):
-        yield "decision_recorded", key, _r(key)
-    yield "decision_recorded", "worst", _w("pending_stage2")
-    yield "decision_recorded", "worst-approved", _w("approved")
-    for key in ("approved", "auto", "break_glass"):
-        yield "request_approved", key, _r(key)
-        yield "request_approved", f"worst-{key}", _w(key)
-    for name, key in (
-        ("request_denied", "denied"),
-        ("request_failed", "failed"),
-        ("request_timed_out", "timed_out"),
-        ("access_granted", "active"),
-        ("access_revoked", "revoked"),
-        ("access_revoked", "revoked_pending"),
-        ("access_ended", "ended"),
-        ("access_ended", "returned"),
-        ("access_ended", "revoked"),
-        ("admin_access_granted", "active"),
-        ("access_extended", "extended"),
-        ("admin_access_extended", "extended"),
-        ("admin_access_granted", "break_glass_active"),
-        ("admin_request_denied", "denied"),
-        ("admin_request_failed", "failed"),
-        ("admin_break_glass_alert", "break_glass"),
-    ):
-        extra = {"context": {}} if name.startswith("admin_") else {}
-        yield (
-            name,
-            key,
-            _r(key, None if name.startswith("admin_") else "alice@example.com", **extra),
-        )
-        yield name, f"worst-{key}", _w(key, None, **extra)
-    yield "expiry_reminder", "active", _r("active", before="15m")
-    yield "expiry_reminder", "worst", _w("active", before=EVIL)
-    for name in ("admin_revoke_failing", "admin_job_failed"):
-        yield name, "active", _r("active", None, **_context("ldap: connection refused"))
-        yield name, "worst", _w("expired", None, **_context(EVIL_2000 * 2))
-        yield name, "no-context", _r("ended", None, context={})
-    yield "error", "plain", {"message": "This request was already denied by dora@example.com."}
-    yield "error", "worst", {"message": EVIL_2000 * 3}
-    yield "request_form", "nothing-selected", _form(None)
-    yield "request_form", "ticket", _form("prod-db-admin", justification="Again", ticket="INC-1")
-    yield "request_form", "no-ticket", _form("staging-db-read", duration="1d")
-    yield "request_form", "no-resources", form_data([], None)
-    yield "request_form", "worst", _form_worst()
-    yield "deny_form", "pending", _r("pending_stage2", None, private_metadata="R-1:1")
+    yield from DATA.cases()
+    yield "request_form", "worst", DATA.worst_request_form(selected=3)
     yield "deny_form", "worst", _w("pending_stage2", None, private_metadata="R-1:2")
-    yield "home", "empty", _home(False, 0)
-    yield "home", "typical", _home(False, 3)
-    yield "home", "full", _home(False, 15)
-    yield "home", "worst", _home(True, 40)
-    yield "admin_drift_report", "found", _drift()
-    yield "admin_drift_report", "dry-run", _drift(dry_run=True)
-    yield "admin_drift_report", "errors", _drift(errors=True)
-    yield "admin_drift_report", "worst", _drift_worst(40, 60)
-    yield "admin_drift_report", "worst-one-target", _drift_worst(1, 8)
-    w = world()
-    help_lines = ["help: this list", "pending: requests waiting for approval"]
-    yield "admin_reply", "help", _reply("Clearance admin commands", lines=help_lines)
-    yield (
-        "admin_reply",
-        "pending",
-        _reply(
-            "Waiting for approval",
-            requests=[_r(k, None)["r"] for k in ("pending_stage1", "pending_stage2", "approved")],
-            footer="Showing the newest 15.",
-        ),
-    )
-    yield "admin_reply", "show", _reply("Request R-1", requests=[_r("denied", None)["r"]])
-    yield "admin_reply", "audit", _reply("Audit trail of R-1", events=_events(12, False))
-    yield (
-        "admin_reply",
-        "policy",
-        _reply(
-            "Policy in force", lines=[f"{r.id}: {r.name} ({r.risk})" for r in w.policy.resources]
-        ),
-    )
-    yield (
-        "admin_reply",
-        "worst",
-        _reply(
-            EVIL_2000,
-            lines=[EVIL_2000] * 200,
-            requests=[_w("pending_stage2", None)["r"]] * 40,
-            events=_events(100, True),
-            footer=EVIL_2000,
-        ),
-    )
-    yield (
-        "admin_reply",
-        "worst-show",
-        _reply("Request R-1", requests=[_w("pending_stage2", None)["r"]], events=_events(40, True)),
-    )
 
 
 CASES = list(cases())
@@ -806,15 +377,7 @@ def test_decision_recorded_says_what_happens_next() -> None:
     assert "needs 1 more approval; asking" in partial and "<@U0SARA>" in partial
 
 
-@pytest.mark.parametrize(
-    ("name", "key"),
-    [
-        ("request_denied", "denied"),
-        ("request_timed_out", "timed_out"),
-        ("access_ended", "ended"),
-        ("request_failed", "failed"),
-    ],
-)
+@pytest.mark.parametrize(("name", "key"), REQUEST_AGAIN)
 def test_request_again_button(name: str, key: str) -> None:
     button = actions(render(name, _r(key)))["rerequest"]
     assert button["value"] == "prod-db-admin"
@@ -865,12 +428,14 @@ def _inputs(form: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def test_request_form_fields_follow_the_resource() -> None:
-    empty = render("request_form", _form(None))
+    empty = render("request_form", request_form(None))
     assert set(_inputs(empty)) == {"resource"}
     assert "Pick a resource first" in text_of(empty)
     assert empty["callback_id"] == "request_form" and empty["submit"]["text"] == "Request"
 
-    ticket = render("request_form", _form("prod-db-admin", justification="Again", ticket="INC-1"))
+    ticket = render(
+        "request_form", request_form("prod-db-admin", justification="Again", ticket="INC-1")
+    )
     inputs = _inputs(ticket)
     assert list(inputs) == ["resource", "duration", "justification", "ticket"]
     assert all(b["element"]["action_id"] == "value" for b in inputs.values())
@@ -884,7 +449,7 @@ def test_request_form_fields_follow_the_resource() -> None:
     assert inputs["ticket"]["element"]["initial_value"] == "INC-1"
     assert "at most 4h" in text_of(ticket)
 
-    plain = render("request_form", _form("staging-db-read", duration="1d"))
+    plain = render("request_form", request_form("staging-db-read", duration="1d"))
     assert list(_inputs(plain)) == ["resource", "duration", "justification"]
     assert _inputs(plain)["duration"]["element"]["initial_option"]["value"] == "1d"
 
@@ -892,22 +457,22 @@ def test_request_form_fields_follow_the_resource() -> None:
 def test_request_form_block_ids_are_engine_fields() -> None:
     """The engine's refusals name fields; each must be a block of the form to land on."""
     w = world()
-    form = render("request_form", _form("prod-db-admin"))
+    form = render("request_form", request_form("prod-db-admin"))
     blocks = set(_inputs(form))
     assert blocks == {"resource", "duration", "justification", "ticket"}
-    bad = _draft("prod-db-admin", duration="forever", justification="x", ticket="nope")
+    bad = draft("prod-db-admin", duration="forever", justification="x", ticket="nope")
     with pytest.raises(Refused) as refused:
         submit(bad, w.policy, w.directory, T0, "R-9")
     fields = {refusal.field for refusal in refused.value.refusals}
     assert fields == {"duration", "justification", "ticket"}
     with pytest.raises(Refused) as unknown:
-        submit(_draft("no-such-thing"), w.policy, w.directory, T0, "R-9")
+        submit(draft("no-such-thing"), w.policy, w.directory, T0, "R-9")
     fields |= {refusal.field for refusal in unknown.value.refusals}
     assert fields == blocks
 
 
 def test_request_form_groups_resources_by_risk() -> None:
-    form = render("request_form", _form(None))
+    form = render("request_form", request_form(None))
     select = _inputs(form)["resource"]["element"]
     labels = [g["label"]["text"] for g in select["option_groups"]]
     assert labels == ["Low risk", "Medium risk", "High risk", "Critical"]

@@ -1,8 +1,8 @@
 """Every Teams template, rendered from real request data, is a valid Adaptive Card and inert.
 
-Requests are made by the engine itself (the builders of the Slack template tests) and shown
-through ``bot.presentation.request_view`` with Teams ids in the directory, as the notifier
-does. Each template is rendered with representative data and with worst-case data: 2000
+Requests are made by the engine itself (``tests.templates.requests``) and shown through
+``bot.presentation.request_view`` with Teams ids in the directory, as the notifier does.
+Each template is rendered with representative data and with worst-case data: 2000
 characters of markdown, ``<at>`` mentions, links, DATE() functions, HTML and JSON-breaking
 characters; names, stage labels and resource names full of them; 30 decisions; 40
 approvers; 270 resources in the form; errors on every field. Every card must validate
@@ -18,9 +18,8 @@ import copy
 import json
 import re
 import string
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import replace
-from datetime import timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -31,10 +30,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.forms import form_data
-from bot.presentation import request_view
-from engine.access_request import AccessRequest, Decision, StageState, Status
-from engine.directory import DirectorySnapshot, Person, snapshot_from_policy
-from engine.policy import parse_policy
+from engine.directory import DirectorySnapshot
 from message_templates import (
     byte_size,
     markdown,
@@ -43,15 +39,16 @@ from message_templates import (
     teams_date,
     templates,
 )
-from tests.templates.test_slack_templates import (
-    EXAMPLE_POLICY,
+from tests.templates.requests import (
+    APPROVER_CASES,
     JUSTIFICATION,
+    REQUEST_AGAIN,
     T0,
-    World,
-    _build,
-    _drift,
-    _form,
-    _reply,
+    Case,
+    Hostile,
+    TemplateData,
+    request_form,
+    teams_world,
     world,
 )
 
@@ -64,10 +61,9 @@ EVIL = (
     "{{DATE(2017-02-14T06:08:39Z, SHORT)}} {% if x %}{{ x }} ${x} &amp; &#42; ~~s~~ `c` | "
     "\n# head\n1. one\n2) two\n- item\n+ more\n> quote\n===\nünïcödé 🚀 \u202e "
 )
-EVIL_2000 = (EVIL * 20)[:2000]
-EVIL_500 = EVIL_2000[:500]
-EVIL_TICKET = EVIL_2000[:100]
 EVIL_NAME = ("Eve <at>Evil</at> **x** " + EVIL)[:120]
+HOSTILE = Hostile(text=EVIL, name=EVIL_NAME, resource=EVIL_NAME)
+EVIL_2000, EVIL_500, EVIL_TICKET = HOSTILE.long, HOSTILE.reason, HOSTILE.ticket
 # What hostile text would look like had it been rendered live.
 FORBIDDEN_RAW = ("[link](", "<at>", "</script>", "<b>", "**bold**", "_it_", "{{DATE(2017")
 
@@ -122,126 +118,8 @@ def unescape(text: str) -> str:
 
 # --- data: real requests with Teams ids, representative and worst case ---------------------
 
-NO_TEAMS = "dan@example.com"  # someone without a Teams account: never in a refresh list
-
-
-def _teams_people(people: Mapping[str, Person], hostile: bool) -> dict[str, Person]:
-    """The directory with a Teams id for everyone but Dan (hostile: JSON-breaking ids)."""
-    prefix = '29:"\\</script>' if hostile else "29:1"
-    return {
-        email: replace(person, teams_id=None if email == NO_TEAMS else prefix + email.split("@")[0])
-        for email, person in people.items()
-    }
-
-
-@cache
-def teams_world() -> World:
-    w = world()
-    people = _teams_people(w.directory.people, hostile=False)
-    return World(w.policy, DirectorySnapshot(people, w.directory.groups), w.requests)
-
-
-@cache
-def teams_worst_world() -> World:
-    """The example policy with hostile resource and stage names, and hostile people."""
-    text = EXAMPLE_POLICY.read_text()
-    text = text.replace(
-        "name: Production database (admin)", f"name: {json.dumps(EVIL_NAME, ensure_ascii=False)}"
-    )
-    text = text.replace(
-        "description: Superuser on the primary PostgreSQL cluster",
-        f"description: {json.dumps(EVIL_2000, ensure_ascii=False)}",
-    )
-    text = text.replace(
-        "name: Security sign-off", f"name: {json.dumps(EVIL_NAME, ensure_ascii=False)}"
-    )
-    policy = parse_policy(text.encode(), "worst.yaml")
-    base = snapshot_from_policy(policy)
-    people = dict(base.people)
-    for i, (email, person) in enumerate(sorted(people.items())):
-        if email != "bob@example.com":
-            people[email] = replace(person, name=f"{EVIL_NAME} {i}")
-    for i in range(40):
-        email = f"x{i}@example.com"
-        people[email] = Person(email=email, name=f"{EVIL_NAME} x{i}")
-    directory = DirectorySnapshot(_teams_people(people, hostile=True), base.groups)
-    return World(policy, directory, _build(policy))
-
-
-def _thirty_decisions() -> tuple[Decision, ...]:
-    return tuple(
-        Decision(
-            stage=i % 2,
-            approver=f"x{i}@example.com",
-            outcome="approve" if i % 3 else "deny",
-            at=T0 + timedelta(minutes=i),
-            reason=EVIL_500,
-        )
-        for i in range(30)
-    )
-
-
-def worst(request: AccessRequest, *, stage_with_bob: bool = False) -> AccessRequest:
-    """The request with hostile text everywhere a person can type, and 30 decisions."""
-    changes: dict[str, Any] = {
-        "justification": EVIL_2000,
-        "ticket": EVIL_TICKET,
-        "decisions": _thirty_decisions(),
-        "end_reason": EVIL_500 if request.end_reason else None,
-        "failure": EVIL_2000 if request.status is Status.FAILED else None,
-    }
-    if request.status is Status.PENDING:
-        approvers = tuple(f"x{i}@example.com" for i in range(40))
-        if stage_with_bob:
-            approvers = ("bob@example.com", *approvers)
-        changes["stages"] = (
-            *request.stages[:-1],
-            StageState(index=2, label=EVIL_NAME, approvers=approvers, required=40, fallback=True),
-        )
-    return request.evolve(**changes)
-
-
-def view(
-    key: str,
-    viewer: str | None = "alice@example.com",
-    *,
-    hostile: bool = False,
-    previous: int = 0,
-    directory: DirectorySnapshot | None = None,
-) -> dict[str, Any]:
-    w = teams_worst_world() if hostile else teams_world()
-    request = w.requests[key]
-    if hostile:
-        request = worst(request, stage_with_bob=viewer == "bob@example.com")
-    people = (directory or w.directory).people
-    return request_view(request, w.policy, people, T0 + timedelta(minutes=40), viewer, previous)
-
-
-def _r(
-    key: str, viewer: str | None = "alice@example.com", previous: int = 0, **extra: Any
-) -> dict[str, Any]:
-    return {"r": view(key, viewer, previous=previous), **extra}
-
-
-def _w(key: str, viewer: str | None = "alice@example.com", **extra: Any) -> dict[str, Any]:
-    return {"r": view(key, viewer, hostile=True, previous=7), **extra}
-
-
-def _resource_dict(i: int) -> dict[str, Any]:
-    return {
-        "id": f"res-{i}",
-        "name": f"{EVIL_NAME} {i}",
-        "risk": "critical",
-        "description": EVIL_2000,
-        "duration_options": [
-            {"value": f"{h}h", "label": f"{h} hours {EVIL}"} for h in range(1, 150)
-        ],
-        "default_duration": "1h",
-        "max_duration": "149h",
-        "ticket_pattern": "^" + "(INC|CHG)-[0-9]+" * 20 + "$",
-        "min_justification": 20,
-    }
-
+DATA = TemplateData("teams", HOSTILE)
+view, _r, _w, _home = DATA.view, DATA.r, DATA.w, DATA.home
 
 ALL_FIELD_ERRORS = {
     "resource": "Unknown resource " + EVIL_500,
@@ -253,218 +131,26 @@ ALL_FIELD_ERRORS = {
 
 
 def _form_worst() -> dict[str, Any]:
-    resources = [_resource_dict(i) for i in range(250)]
-    return {
-        "resources": [
-            {"risk": "critical", "label": EVIL_NAME, "resources": resources[:150]},
-            *(
-                {"risk": "x", "label": f"group {i}", "resources": resources[i : i + 1]}
-                for i in range(120)
-            ),
-        ],
-        "selected": resources[200],  # past the listed ones: must still be a choice
-        "prefill": {"justification": EVIL_2000 + EVIL, "ticket": EVIL_2000, "duration": "nope"},
-        "private_metadata": "m" * 5000,
-        "errors": ALL_FIELD_ERRORS,
-    }
+    # The selected resource is past the listed ones: it must still be a choice.
+    return {**DATA.worst_request_form(selected=200), "errors": ALL_FIELD_ERRORS}
 
 
-def _home(hostile: bool, n: int) -> dict[str, Any]:
-    awaiting_key = "pending_stage2" if hostile else "pending_stage1"
-    return {
-        "me": {"name": EVIL_NAME if hostile else "Alice Archer", "email": "alice@example.com"},
-        "open": [view("pending_stage2", hostile=hostile) for _ in range(n)],
-        "awaiting": [view(awaiting_key, "bob@example.com", hostile=hostile)] * n,
-        "active": [view("active", hostile=hostile) for _ in range(n)],
-        "truncated": hostile,
-    }
-
-
-def _events(n: int, hostile: bool) -> list[dict[str, Any]]:
-    return [
-        {
-            "seq": i,
-            "ts": int(T0.timestamp()) + i,
-            "action": EVIL_NAME if hostile else "approved",
-            "actor": EVIL_NAME if hostile else "bob@example.com",
-            "details_text": json.dumps({"reason": EVIL_2000 if hostile else "fine", "stage": 0}),
-        }
-        for i in range(n)
-    ]
-
-
-def _context(error: str) -> dict[str, Any]:
-    return {"context": {"error": error, "kind": "deprovision", "attempts": "5"}}
-
-
-def _drift_worst(targets: int, lines: int) -> dict[str, Any]:
-    return {
-        "policy_version": EVIL,
-        "checked_ts": int(T0.timestamp()),
-        "dry_run": False,
-        "targets_checked": targets,
-        "counts": {
-            "unexpected": targets * lines,
-            "missing": targets * lines,
-            "removed": 1,
-            "kept": 2,
-            "would_remove": 3,
-            "remove_failed": 4,
-            "errors": targets,
-        },
-        "targets": [
-            {
-                "connector": EVIL_NAME,
-                "group": EVIL_2000,
-                "resources": [{"id": f"res-{j}", "name": EVIL_2000} for j in range(6)],
-                "mode": "mixed",
-                "note": EVIL_2000,
-                "error": EVIL_2000,
-                "unexpected": [
-                    {"member": EVIL_2000, "action": action, "reason": EVIL_2000}
-                    for action in ("removed", "kept", "would_remove", "remove_failed")
-                    for _ in range(lines // 4)
-                ],
-                "missing": [{"principal": EVIL_2000, "request_id": EVIL_2000}] * lines,
-            }
-            for _ in range(targets)
-        ],
-    }
-
-
-def cases() -> Iterator[tuple[str, str, dict[str, Any]]]:
+def cases() -> Iterator[Case]:
     """(template, label, data) for every case; each template has at least one."""
-    everything = ("pending_stage1", "pending_stage2", "approved", "provisioning", "active")
-    everything += ("expired", "ended", "returned", "revoked", "revoked_pending", "denied")
-    everything += ("cancelled", "timed_out", "failed", "break_glass", "auto", "signing_partial")
-    for key in everything:
-        yield "request_submitted", key, _r(key)
-        yield "approval_card", f"{key}-nobody", _r(key, None)
-    for key in ("pending_stage1", "pending_stage2", "denied", "failed", "timed_out"):
-        yield "request_submitted", f"worst-{key}", _w(key)
-    for key, viewer in APPROVER_CASES:
-        yield "approval_card", f"{key}-{viewer}", _r(key, viewer, previous=2)
-    yield "approval_card", "worst-can-decide", _w("pending_stage2", "bob@example.com")
-    yield "approval_card", "worst-denied", _w("denied", "dan@example.com")
-    yield "approval_card", "worst-failed", _w("failed", "dan@example.com")
-    for key in ("pending_stage2", "pending_stage3", "signing_partial", "approved", "denied"):
-        yield "decision_recorded", key, _r(key)
-    yield "decision_recorded", "worst", _w("pending_stage2")
-    yield "decision_recorded", "worst-approved", _w("approved")
-    for key in ("approved", "auto", "break_glass"):
-        yield "request_approved", key, _r(key)
-        yield "request_approved", f"worst-{key}", _w(key)
-    for name, key in (
-        ("request_denied", "denied"),
-        ("request_failed", "failed"),
-        ("request_timed_out", "timed_out"),
-        ("access_granted", "active"),
-        ("access_extended", "extended"),
-        ("access_revoked", "revoked"),
-        ("access_revoked", "revoked_pending"),
-        ("access_ended", "ended"),
-        ("access_ended", "returned"),
-        ("access_ended", "revoked"),
-        ("admin_access_granted", "active"),
-        ("admin_access_granted", "break_glass_active"),
-        ("admin_access_extended", "extended"),
-        ("admin_request_denied", "denied"),
-        ("admin_request_failed", "failed"),
-        ("admin_break_glass_alert", "break_glass"),
-    ):
-        admin = name.startswith("admin_")
-        extra = {"context": {}} if admin else {}
-        yield name, key, _r(key, None if admin else "alice@example.com", **extra)
-        yield name, f"worst-{key}", _w(key, None, **extra)
-    yield "expiry_reminder", "active", _r("active", before="15m")
-    yield "expiry_reminder", "worst", _w("active", before=EVIL)
-    for name in ("admin_revoke_failing", "admin_job_failed"):
-        yield name, "active", _r("active", None, **_context("ldap: connection refused"))
-        yield name, "worst", _w("expired", None, **_context(EVIL_2000 * 2))
-        yield name, "no-context", _r("ended", None, context={})
-    yield "error", "plain", {"message": "This request was already denied by dora@example.com."}
-    yield "error", "worst", {"message": EVIL_2000 * 3}
-    yield "request_form", "nothing-selected", _form(None)
-    yield "request_form", "ticket", _form("prod-db-admin", justification="Again", ticket="INC-1")
-    yield "request_form", "no-ticket", _form("staging-db-read", duration="1d")
-    yield "request_form", "no-resources", form_data([], None)
-    yield "request_form", "errors", {**_form("prod-db-admin"), "errors": ALL_FIELD_ERRORS}
+    yield from DATA.cases()
+    yield "request_form", "errors", {**request_form("prod-db-admin"), "errors": ALL_FIELD_ERRORS}
     yield "request_form", "worst", _form_worst()
-    yield "deny_form", "pending", _r("pending_stage2", None, private_metadata="R-1:1")
-    yield (
-        "deny_form",
-        "reason-missing",
-        _r("pending_stage2", None, errors={"reason": "A denial needs a reason."}),
-    )
+    reason_missing = {"reason": "A denial needs a reason."}
+    yield "deny_form", "reason-missing", _r("pending_stage2", None, errors=reason_missing)
     yield "deny_form", "decided", _r("denied", None)
+    worst_errors = {"reason": EVIL_2000}
     yield (
         "deny_form",
         "worst",
-        _w("pending_stage2", None, private_metadata="R-1:2", errors={"reason": EVIL_2000}),
-    )
-    yield "home", "empty", _home(False, 0)
-    yield "home", "typical", _home(False, 3)
-    yield "home", "full", _home(False, 15)
-    yield "home", "worst", _home(True, 40)
-    yield "admin_drift_report", "found", _drift()
-    yield "admin_drift_report", "dry-run", _drift(dry_run=True)
-    yield "admin_drift_report", "errors", _drift(errors=True)
-    yield "admin_drift_report", "worst", _drift_worst(40, 60)
-    yield "admin_drift_report", "worst-one-target", _drift_worst(1, 8)
-    help_lines = ["help: this list", "pending: requests waiting for approval"]
-    yield "admin_reply", "help", _reply("Clearance admin commands", lines=help_lines)
-    pending = [_r(k, None)["r"] for k in ("pending_stage1", "pending_stage2", "approved")]
-    yield (
-        "admin_reply",
-        "pending",
-        _reply("Waiting for approval", requests=pending, footer="Showing the newest 15."),
-    )
-    yield "admin_reply", "show", _reply("Request R-1", requests=[_r("denied", None)["r"]])
-    yield "admin_reply", "audit", _reply("Audit trail of R-1", events=_events(12, False))
-    resources = teams_world().policy.resources
-    yield (
-        "admin_reply",
-        "policy",
-        _reply("Policy in force", lines=[f"{r.id}: {r.name} ({r.risk})" for r in resources]),
-    )
-    yield (
-        "admin_reply",
-        "worst",
-        _reply(
-            EVIL_2000,
-            lines=[EVIL_2000] * 200,
-            requests=[_w("pending_stage2", None)["r"]] * 40,
-            events=_events(100, True),
-            footer=EVIL_2000,
-        ),
-    )
-    yield (
-        "admin_reply",
-        "worst-show",
-        _reply("Request R-1", requests=[_w("pending_stage2", None)["r"]], events=_events(40, True)),
+        _w("pending_stage2", None, private_metadata="R-1:2", errors=worst_errors),
     )
 
 
-APPROVER_CASES = [
-    ("pending_stage1", "bob@example.com"),
-    ("pending_stage1", "alice@example.com"),
-    ("pending_stage2", "bob@example.com"),
-    ("pending_stage2", "dan@example.com"),
-    ("pending_stage2", "dora@example.com"),
-    ("pending_stage3", "sam@example.com"),
-    ("pending_stage3", "sara@example.com"),
-    ("signing_partial", "sam@example.com"),
-    ("signing_partial", "sara@example.com"),
-    ("denied", "dan@example.com"),
-    ("approved", "sam@example.com"),
-    ("active", "bob@example.com"),
-    ("cancelled", "bob@example.com"),
-    ("timed_out", "bob@example.com"),
-    ("revoked_pending", "dan@example.com"),
-    ("ci_pending", "bob@example.com"),
-    ("ci_pending", "erin@example.com"),
-    ("break_glass", "sam@example.com"),
-]
 CASES = list(cases())
 _CASE = {(name, label): data for name, label, data in CASES}
 
@@ -967,15 +653,7 @@ def test_request_submitted_can_cancel_while_pending_only() -> None:
         assert "actions" not in done and not executes(done, "cancel")
 
 
-@pytest.mark.parametrize(
-    ("name", "key"),
-    [
-        ("request_denied", "denied"),
-        ("request_timed_out", "timed_out"),
-        ("access_ended", "ended"),
-        ("request_failed", "failed"),
-    ],
-)
+@pytest.mark.parametrize(("name", "key"), REQUEST_AGAIN)
 def test_request_again_carries_the_resource(name: str, key: str) -> None:
     card = render(name, _r(key))["card"]
     assert [a["data"] for a in executes(card, "rerequest")] == [{"resource_id": "prod-db-admin"}]
@@ -1004,12 +682,14 @@ def _inputs(card: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def test_request_form_fields_follow_the_resource() -> None:
-    empty = render("request_form", _form(None))["card"]
+    empty = render("request_form", request_form(None))["card"]
     assert [i["id"] for i in _inputs(empty)] == ["resource"]
     assert [a["verb"] for a in empty["actions"]] == ["open_form"]  # "Next": the form again
     assert empty["actions"][0]["associatedInputs"] == "auto"
 
-    card = render("request_form", _form("prod-db-admin", justification="Again", ticket="INC-1"))
+    card = render(
+        "request_form", request_form("prod-db-admin", justification="Again", ticket="INC-1")
+    )
     inputs = {i["id"]: i for i in _inputs(card["card"])}
     assert list(inputs) == ["resource", "duration", "justification", "ticket"]
     assert inputs["resource"]["type"] == "Input.ChoiceSet"
@@ -1029,7 +709,7 @@ def test_request_form_fields_follow_the_resource() -> None:
     assert submit[0]["associatedInputs"] == "auto"
     assert "at most 4h" in "\n".join(text_blocks(card["card"]))
 
-    plain = render("request_form", _form("staging-db-read", duration="1d"))["card"]
+    plain = render("request_form", request_form("staging-db-read", duration="1d"))["card"]
     assert [i["id"] for i in _inputs(plain)] == ["resource", "duration", "justification"]
     assert _inputs(plain)[1]["value"] == "1d"
 
@@ -1038,7 +718,7 @@ def test_request_form_fields_follow_the_resource() -> None:
 
 
 def test_request_form_choices_are_labelled_by_risk() -> None:
-    card = render("request_form", _form(None))["card"]
+    card = render("request_form", request_form(None))["card"]
     choices = _inputs(card)[0]["choices"]
     labels = [c["title"].split(" · ")[0] for c in choices]
     assert labels == ["Low risk", "Medium risk", "High risk", "Critical"]
@@ -1048,9 +728,9 @@ def test_request_form_choices_are_labelled_by_risk() -> None:
 
 def test_request_form_input_ids_are_engine_fields() -> None:
     """The engine's refusals name fields; each must be an input of the form to land on."""
-    slack_form = render_json("slack", "request_form", _form("prod-db-admin"))
+    slack_form = render_json("slack", "request_form", request_form("prod-db-admin"))
     slack_fields = {b["block_id"] for b in slack_form["blocks"] if b["type"] == "input"}
-    card = render("request_form", _form("prod-db-admin"))["card"]
+    card = render("request_form", request_form("prod-db-admin"))["card"]
     assert {i["id"] for i in _inputs(card)} == slack_fields
 
 
