@@ -21,7 +21,8 @@ demo: setup
 	$(VENV)/bin/clearance policy explain --policy examples/policy.yaml \
 		--requester alice@example.com --resource prod-db-admin
 
-# Serve: Slack at /slack/events (when SLACK_* are set), /healthz, /metrics, the dispatcher.
+# Serve: Slack at /slack/events (when SLACK_* are set), Teams at /api/messages (when TEAMS_*
+# are set), /healthz, /metrics, the dispatcher.
 run: demo
 	$(VENV)/bin/clearance serve
 

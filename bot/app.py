@@ -27,6 +27,9 @@ from adapters.scim.entitlements import ScimGroups
 from adapters.slack.chat import SlackChat
 from adapters.slack.surface import SlackSurface
 from adapters.slack.usergroups import SlackUserGroups
+from adapters.teams.auth import BotConnector, Credentials, TeamsConfig, bot_authentication
+from adapters.teams.chat import TeamsChat
+from adapters.teams.surface import TeamsBot, TeamsSurface
 from bot.admin_commands import AdminCommands
 from bot.chat import Chat
 from bot.clock import Clock, SystemClock
@@ -45,6 +48,7 @@ from engine.ports import Directory, Entitlements
 from storage import migrate
 from storage.audit_log import AuditLog
 from storage.chat_log import ChatLog
+from storage.conversations import TeamsConversations
 from storage.database import Database
 from storage.locks import NamedLocks
 from storage.outbox import Outbox
@@ -68,6 +72,19 @@ def slack_client(settings: Settings) -> AsyncWebClient:
     client = AsyncWebClient(token=token, base_url=base)
     client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=2))
     return client
+
+
+def teams_config(settings: Settings) -> TeamsConfig:
+    """The Teams part of the settings, in the adapter's terms."""
+    password = settings.teams_app_password
+    return TeamsConfig(
+        app_id=settings.teams_app_id or None,
+        app_password=password.get_secret_value() if password else None,
+        tenant_id=settings.teams_tenant_id or None,
+        app_type=settings.teams_app_type,
+        allow_unauthenticated=settings.teams_allow_unauthenticated,
+        openid_metadata_url=settings.teams_openid_metadata_url or None,
+    )
 
 
 def connector_factories(
@@ -110,6 +127,7 @@ class Components:
     notifier: Notifier
     admin: AdminCommands
     slack: SlackSurface | None = None
+    teams: TeamsSurface | None = None
     reconciler: Reconciler | None = None
     extras: dict[str, Any] = field(default_factory=dict)
 
@@ -122,8 +140,13 @@ def build(
     clock: Clock | None = None,
     factories: Mapping[str, ConnectorFactory] | None = None,
     directory: Directory | None = None,
+    teams_credentials: Credentials | None = None,
 ) -> Components:
-    """Wire Clearance from settings. Reads no file and opens no connection until used."""
+    """Wire Clearance from settings. Reads no file and opens no connection until used.
+
+    ``teams_credentials`` replaces the Bot Framework app credentials (tests use a fixed
+    token instead of asking Microsoft's login service).
+    """
     clock = clock or SystemClock()
     database = Database(settings.database_url)
     store = Store(database)
@@ -150,6 +173,21 @@ def build(
     if settings.slack_bot_token is not None:
         client = slack_client(settings)
         chats.append(SlackChat(client, lambda: policies.current))
+    teams_settings = teams_config(settings)
+    conversations = TeamsConversations(database)
+    teams_auth = None
+    if teams_settings.enabled:
+        if problems := teams_settings.problems():
+            raise ValueError("Teams settings: " + "; ".join(problems))
+        teams_auth = bot_authentication(teams_settings, teams_credentials)
+        chats.append(
+            TeamsChat(
+                BotConnector(teams_auth, teams_settings.app_id),
+                conversations,
+                lambda: policies.current,
+                teams_settings.tenant_id,
+            )
+        )
     notifier = Notifier(clearance, chats, chat_log)
     reconciler = Reconciler(clearance, connectors, chats, chat_log)
     if chats:
@@ -167,6 +205,14 @@ def build(
             client,
             secret.get_secret_value() if secret else None,
         )
+    teams = None
+    if teams_auth is not None:
+        teams = TeamsSurface(
+            TeamsBot(clearance, notifier, admin, chat_log, conversations),
+            teams_auth,
+            authenticated=teams_settings.authenticated,
+            tenant_id=teams_settings.tenant_id,
+        )
     return Components(
         settings=settings,
         database=database,
@@ -183,6 +229,7 @@ def build(
         notifier=notifier,
         admin=admin,
         slack=slack,
+        teams=teams,
         reconciler=reconciler,
     )
 
@@ -228,7 +275,32 @@ def web_app(components: Components) -> web.Application:
     if components.slack is not None and components.settings.slack_signing_secret is not None:
         # Mounted only with a signing secret: every request to it is signature-checked.
         app.router.add_post("/slack/events", components.slack.handle)
+    if components.teams is not None:
+        # Built only with TEAMS_APP_ID (every request token-checked) or with the explicit
+        # TEAMS_ALLOW_UNAUTHENTICATED: never unauthenticated by accident.
+        app.router.add_post("/api/messages", components.teams.handle)
     return app
+
+
+def warn_about_teams(settings: Settings) -> None:
+    """Say at start how Teams is served; unauthenticated mode is announced loudly."""
+    config = teams_config(settings)
+    if not config.enabled:
+        log.info("TEAMS_APP_ID is not set: Teams is off (/api/messages is not served)")
+    elif not config.authenticated:
+        log.warning(
+            "!!! TEAMS_ALLOW_UNAUTHENTICATED is on: /api/messages accepts requests WITHOUT "
+            "any token check; anyone who can reach it can act as any Teams user. For local "
+            "development and tests only, never in production !!!"
+        )
+    else:
+        if config.allow_unauthenticated:
+            log.warning("TEAMS_ALLOW_UNAUTHENTICATED is ignored: TEAMS_APP_ID is set")
+        if not config.tenant_id:
+            log.warning(
+                "TEAMS_TENANT_ID is not set: Teams activities from every tenant are accepted; "
+                "set it so that only your organisation's people can act"
+            )
 
 
 def schedule_drift_check(scheduler: AsyncIOScheduler, components: Components) -> None:
@@ -256,9 +328,10 @@ async def serve(
     await start(components)
     settings = components.settings
     if components.slack is None:
-        log.warning("SLACK_BOT_TOKEN is not set: Slack is off; requests cannot be made in chat")
+        log.warning("SLACK_BOT_TOKEN is not set: Slack is off")
     elif components.settings.slack_signing_secret is None and not socket_mode:
         log.warning("SLACK_SIGNING_SECRET is not set: /slack/events is not served")
+    warn_about_teams(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -234,6 +234,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except PolicyError as exc:
         print(f"Refusing to start: the policy has problems:\n{exc}", file=sys.stderr)
         return EXIT_PROBLEM
+    except ValueError as exc:  # settings that cannot work together
+        print(f"Refusing to start: {exc}", file=sys.stderr)
+        return EXIT_PROBLEM
     return EXIT_OK
 
 
@@ -273,6 +276,30 @@ def cmd_slack_manifest(args: argparse.Namespace) -> int:
     from adapters.slack.surface import manifest_data
 
     print(render("cli", "slack_manifest", manifest_data(args.url)))
+    return EXIT_OK
+
+
+def cmd_teams_manifest(args: argparse.Namespace) -> int:
+    from adapters.teams.manifest import manifest, package
+
+    app_id = args.app_id or Settings().teams_app_id
+    if not app_id:
+        print("error: give --app-id (or set TEAMS_APP_ID): the Azure Bot's app id", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        data = manifest(app_id, args.url)
+        zipped = package(app_id, args.url) if args.package else None
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    if args.out and args.out != "-":
+        Path(args.out).write_text(text, encoding="utf-8")
+    elif not zipped:
+        sys.stdout.write(text)
+    if zipped is not None:
+        Path(args.package).write_bytes(zipped)
+        print(f"wrote {args.package}: upload it in the Teams admin center (or sideload it)")
     return EXIT_OK
 
 
@@ -369,6 +396,21 @@ def parser() -> argparse.ArgumentParser:
         "--url", default="https://clearance.example.com", help="public base URL of clearance serve"
     )
     man.set_defaults(func=cmd_slack_manifest)
+
+    teams = sub.add_parser("teams", help="Microsoft Teams app setup")
+    tsub = teams.add_subparsers(dest="action", required=True)
+    tman = add(
+        tsub,
+        "manifest",
+        "Print the Teams app manifest (JSON), or build the app package to upload to Teams.",
+    )
+    tman.add_argument("--app-id", help="the Azure Bot's Microsoft app id (default: TEAMS_APP_ID)")
+    tman.add_argument(
+        "--url", default="https://clearance.example.com", help="public base URL of clearance serve"
+    )
+    tman.add_argument("--out", "-o", help="write the manifest JSON to this file")
+    tman.add_argument("--package", metavar="ZIP", help="write the app package (manifest + icons)")
+    tman.set_defaults(func=cmd_teams_manifest)
     return root
 
 

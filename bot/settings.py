@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -22,6 +23,18 @@ class Settings(BaseSettings):
     slack_signing_secret: SecretStr | None = None
     slack_app_token: SecretStr | None = None
     slack_api_url: str = "https://slack.com/api/"
+
+    # Microsoft Teams (Bot Framework). The app id turns Teams on, with every request to
+    # /api/messages token-checked. TEAMS_ALLOW_UNAUTHENTICATED serves it without an app id
+    # and without token checks: for local development and tests only.
+    teams_app_id: str | None = None
+    teams_app_password: SecretStr | None = None
+    teams_tenant_id: str | None = None
+    # SingleTenant when a tenant id is given, else MultiTenant, unless set here.
+    teams_app_type: Literal["SingleTenant", "MultiTenant"] | None = None
+    teams_allow_unauthenticated: bool = False
+    # Where Bot Framework token signing keys are published (tests point it at a local server).
+    teams_openid_metadata_url: str | None = None
 
     # How often the dispatcher looks for due work even when nothing woke it (seconds).
     clearance_tick_seconds: float = Field(default=2.0, gt=0)

@@ -25,6 +25,9 @@ from engine.refusals import Refusal, Refused
 from storage.audit_log import AuditLog
 from storage.repository import StaleRequest, Store
 
+# Refusals of Extend that mean "ask for the time through approval": surfaces then open the
+# request form, prefilled, instead of showing the refusal.
+EXTEND_NEEDS_REQUEST = ("needs_approval", "extension_cap")
 _ID_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # no 0/O, 1/I: ids are read aloud and typed
 _SAVE_ATTEMPTS = 5
 

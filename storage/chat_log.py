@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 
@@ -84,6 +84,31 @@ class ChatLog:
             for r in rows
         ]
 
+    async def about(self, platform: str, channel: str, message_id: str) -> SentMessage | None:
+        """What a logged message was about (a card someone acted on), or None."""
+        async with self.database.transaction() as session:
+            r = (
+                (
+                    await session.execute(
+                        select(ChatMessageRow)
+                        .where(
+                            col(ChatMessageRow.platform) == platform,
+                            col(ChatMessageRow.channel) == channel,
+                            col(ChatMessageRow.message_id) == message_id,
+                        )
+                        .order_by(col(ChatMessageRow.id))
+                        .limit(1)
+                    )
+                )
+                .scalars()
+                .first()
+            )
+        if r is None:
+            return None
+        return SentMessage(
+            r.request_id, r.platform, r.recipient, r.template, r.stage, r.channel, r.message_id
+        )
+
     async def first_time(self, key: str, now: datetime) -> bool:
         """True the first time a delivery key is seen (across replicas); False for repeats."""
         try:
@@ -92,3 +117,10 @@ class ChatLog:
         except IntegrityError:
             return False
         return True
+
+    async def release(self, key: str) -> None:
+        """Forget a delivery key: the same delivery may be acted on again (it was refused)."""
+        async with self.database.transaction() as session:
+            await session.execute(
+                delete(InboundEventRow).where(col(InboundEventRow.key) == key[:200])
+            )

@@ -157,6 +157,8 @@ class ChatMessageRow(SQLModel, table=True):
     __tablename__ = "chat_messages"
     __table_args__ = (
         sa.UniqueConstraint("outbox_id", "platform", "recipient", name="uq_chat_message_once"),
+        # A card someone acted on is looked up by where it lives (Teams names it so).
+        sa.Index("ix_chat_messages_message", "channel", "message_id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

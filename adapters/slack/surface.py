@@ -20,9 +20,9 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.admin_commands import AdminCommands
 from bot.forms import form_data, requestable
+from bot.home import home_data
 from bot.notifier import Notifier
-from bot.usecases import Clearance
-from engine.access_request import Status
+from bot.usecases import EXTEND_NEEDS_REQUEST, Clearance
 from engine.directory import Person
 from engine.lifecycle import RequestDraft
 from engine.refusals import Refused
@@ -32,9 +32,6 @@ from storage.chat_log import ChatLog
 log = logging.getLogger(__name__)
 
 Ack = Callable[..., Awaitable[None]]
-_HOME_LIMIT = 15
-# Refusals of Extend that mean "ask again through approval": the form opens instead.
-NEEDS_NEW_REQUEST = ("needs_approval", "extension_cap")
 
 
 def _value(state: dict[str, Any], block: str) -> str:
@@ -167,7 +164,7 @@ class SlackSurface:
         try:
             await self.clearance.extend(request_id, person.email)
         except Refused as exc:
-            if exc.code not in NEEDS_NEW_REQUEST:
+            if exc.code not in EXTEND_NEEDS_REQUEST:
                 await self._refuse(respond, exc.message)
                 return
         else:
@@ -308,19 +305,7 @@ class SlackSurface:
         await self.client.views_publish(user_id=user_id, view=await self.home_view(person))
 
     async def home_view(self, person: Person) -> dict[str, Any]:
-        store = self.clearance.store
-        mine = await store.find(requester=person.email, limit=100)
-        open_requests = [r for r in mine if r.status.is_open][:_HOME_LIMIT]
-        active = [r for r in mine if r.status is Status.ACTIVE][:_HOME_LIMIT]
-        awaiting = await store.awaiting(person.email, limit=_HOME_LIMIT + 1)
-        view = self.notifier.view
-        data = {
-            "me": {"name": person.name, "email": person.email},
-            "open": [await view(r, person.email) for r in open_requests],
-            "awaiting": [await view(r, person.email) for r in awaiting[:_HOME_LIMIT]],
-            "active": [await view(r, person.email) for r in active],
-            "truncated": len(awaiting) > _HOME_LIMIT,
-        }
+        data = await home_data(self.clearance, self.notifier, person)
         return render_json("slack", "home", data)
 
     async def on_mention(self, body: dict[str, Any], event: dict[str, Any]) -> None:
