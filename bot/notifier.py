@@ -15,12 +15,12 @@ from typing import Any
 
 from bot.chat import Chat, Unreachable
 from bot.dispatcher import Dispatcher
-from bot.presentation import request_view
+from bot.presentation import person_view, request_view
 from bot.usecases import Clearance
 from engine.access_request import AccessRequest
 from engine.directory import Person
 from engine.durations import parse_duration
-from engine.lifecycle import reminder_due
+from engine.lifecycle import SYSTEM_ACTOR, AuditRecord, nudge_due, reminder_due
 from message_templates import render_json
 from storage.chat_log import ChatLog, SentMessage
 from storage.outbox import OutboxItem
@@ -44,6 +44,7 @@ class Notifier:
         dispatcher.register("notify_admins", self.notify_admins)
         dispatcher.register("refresh_cards", self.refresh_cards)
         dispatcher.register("remind", self.remind)
+        dispatcher.register("nudge", self.nudge)
 
     # --- data ---------------------------------------------------------------------------
 
@@ -95,10 +96,13 @@ class Notifier:
     async def notify_admins(self, item: OutboxItem) -> None:
         request = await self.clearance.get(_rid(item))
         template = "admin_" + str(item.payload["template"])
-        data = {
-            "r": await self.view(request, None),
-            "context": dict(item.payload.get("context") or {}),
-        }
+        await self._post_admins(item, request, template, dict(item.payload.get("context") or {}))
+
+    async def _post_admins(
+        self, item: OutboxItem, request: AccessRequest, template: str, context: dict[str, Any]
+    ) -> None:
+        """Post to every platform's admin channel once per job, however often it is retried."""
+        data = {"r": await self.view(request, None), "context": context}
         for chat in self.chats.values():
             if await self.chat_log.was_sent(item.id, chat.platform, "admins"):
                 continue
@@ -124,6 +128,31 @@ class Notifier:
         if not reminder_due(request, self.clearance.clock.now(), parse_duration(before)):
             return  # ended or extended since the reminder was planned
         await self._send(item, request, request.requester, "expiry_reminder", {"before": before})
+
+    async def nudge(self, item: OutboxItem) -> None:
+        """A stage still waits: remind its approvers who have not decided, tell the admins."""
+        request = await self.clearance.get(_rid(item))
+        stage = int(item.payload["stage"])
+        waiting = nudge_due(request, stage, self.clearance.clock.now())
+        if not waiting:
+            return  # decided, moved on or timed out since the reminder was planned
+        people = await self.people(request)
+        for approver in waiting:
+            await self._send(
+                item, request, approver, "approval_card", {"nudge": True}, people, stage
+            )
+        context = {"waiting": [person_view(a, people) for a in waiting]}
+        await self._post_admins(item, request, "admin_request_waiting", context)
+        await self.clearance.record(
+            AuditRecord(
+                action="approvers_reminded",
+                actor=SYSTEM_ACTOR,
+                request_id=request.id,
+                resource_id=request.resource_id,
+                policy_version=self.clearance.policy.version,
+                details={"stage": stage, "approvers": list(waiting)},
+            )
+        )
 
     # --- sending ------------------------------------------------------------------------
 

@@ -125,6 +125,8 @@ def request_view(
                 "approvals": len(request.approvals_in(stage.index)),
                 "approvers": [person_view(a, people) for a in stage.approvers],
                 "fallback": stage.fallback,
+                "started_ts": _ts(stage.started_at),
+                "deadline_ts": _ts(request.pending_deadline),
             }
             if stage
             else None

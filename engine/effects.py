@@ -98,6 +98,15 @@ class RemindAt(Effect):
 
 
 @dataclass(frozen=True)
+class NudgeAt(Effect):
+    """Remind the approvers of ``stage`` who have not decided, and tell the admins, when the
+    stage is still waiting at ``due_at`` (an escalation before it times out)."""
+
+    kind: ClassVar[str] = "nudge"
+    stage: int
+
+
+@dataclass(frozen=True)
 class TimeoutAt(Effect):
     """Wake up at ``due_at`` and time the request out if nobody decided by then."""
 
@@ -115,6 +124,7 @@ EFFECT_TYPES: dict[str, type[Effect]] = {
         Deprovision,
         ExpireAt,
         RemindAt,
+        NudgeAt,
         TimeoutAt,
     )
 }

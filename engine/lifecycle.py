@@ -34,6 +34,7 @@ from engine.effects import (
     NotifyAdmins,
     NotifyApprovers,
     NotifyPerson,
+    NudgeAt,
     Provision,
     RefreshCards,
     RemindAt,
@@ -387,6 +388,7 @@ def _start_stage(
         )
     )
     effects.append(NotifyApprovers(request.id, stage=index))
+    effects.append(NudgeAt(request.id, stage=index, due_at=now + resource.nudge_delay))
     effects.append(TimeoutAt(request.id, due_at=deadline))
     return Transition(request, tuple(effects), tuple(audit))
 
@@ -836,6 +838,18 @@ def deprovision_confirmed(request: AccessRequest, now: datetime, policy_version:
             ),
         ),
     )
+
+
+def nudge_due(request: AccessRequest, stage: int, now: datetime) -> tuple[str, ...]:
+    """Who should be reminded of ``stage`` now: its approvers who have not decided yet, if
+    the stage is still the one waiting (empty once it was decided or moved on)."""
+    current = request.stage
+    if current is None or current.index != stage:
+        return ()
+    if request.pending_deadline is not None and now >= request.pending_deadline:
+        return ()
+    decided = {d.approver for d in request.decisions if d.stage == stage}
+    return tuple(a for a in current.approvers if a not in decided)
 
 
 def reminder_due(request: AccessRequest, now: datetime, before: timedelta) -> bool:

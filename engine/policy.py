@@ -229,6 +229,9 @@ class Resource(_Strict):
     allow_same_approver_across_stages: bool = False
     reminders: tuple[timedelta, ...] = (timedelta(days=1), timedelta(hours=1))
     pending_timeout: timedelta = timedelta(hours=24)
+    # When a stage still waits this long, its approvers are reminded and the admins told;
+    # by default halfway to the timeout.
+    nudge_after: timedelta | None = None
     break_glass: BreakGlassRule | None = None
     extend: ExtensionRule | None = None
     drift: Literal["report", "revoke"] = "report"
@@ -269,6 +272,16 @@ class Resource(_Strict):
     @classmethod
     def _parse_timeout(cls, v: object) -> timedelta:
         return _duration(v)
+
+    @field_validator("nudge_after", mode="before")
+    @classmethod
+    def _parse_nudge(cls, v: object) -> timedelta | None:
+        return None if v is None else _duration(v)
+
+    @property
+    def nudge_delay(self) -> timedelta:
+        """How long a stage waits before its approvers are reminded."""
+        return self.nudge_after if self.nudge_after is not None else self.pending_timeout / 2
 
     @field_validator("baseline_members")
     @classmethod
@@ -688,6 +701,15 @@ def _semantic_problems(
                 ),
             )
         yield from _extension_problems(res, base, lines)
+        if res.nudge_after is not None and res.nudge_after >= res.pending_timeout:
+            yield (
+                lines.line_of((*base, "nudge_after")),
+                (
+                    f"nudge_after {format_duration(res.nudge_after)} is not before the "
+                    f"pending_timeout {format_duration(res.pending_timeout)}; the stage would "
+                    "time out first"
+                ),
+            )
         for j, owner in enumerate(res.owners):
             path: Path_ = (*base, "owners", j)
             if owner.startswith("group:"):

@@ -23,6 +23,7 @@ from engine.effects import (
     ExpireAt,
     NotifyAdmins,
     NotifyApprovers,
+    NudgeAt,
     Provision,
     RemindAt,
     TimeoutAt,
@@ -39,12 +40,13 @@ from engine.lifecycle import (
     extend,
     grant_confirmed,
     grant_failed,
+    nudge_due,
     provisioning_started,
     revoke,
     submit,
     time_out,
 )
-from engine.policy import Policy, load_policy, parse_policy
+from engine.policy import Policy, PolicyError, load_policy, parse_policy
 from engine.refusals import Refused
 
 POLICY_YAML = """\
@@ -243,9 +245,16 @@ def test_submit_starts_the_first_stage() -> None:
     assert r.stage.approvers == REVIEWERS
     assert r.stage.required == 1 and not r.stage.fallback and r.stage.started_at == T0
     assert r.pending_deadline == T0 + timedelta(hours=8)
-    assert kinds(t.effects) == ["NotifyPerson:request_submitted", "NotifyApprovers", "TimeoutAt"]
+    assert kinds(t.effects) == [
+        "NotifyPerson:request_submitted",
+        "NotifyApprovers",
+        "NudgeAt",
+        "TimeoutAt",
+    ]
     assert t.effects[1] == NotifyApprovers("r1", stage=0)
-    assert t.effects[2] == TimeoutAt("r1", due_at=T0 + timedelta(hours=8))
+    # Halfway to the 8h timeout, the approvers still waited on are reminded.
+    assert t.effects[2] == NudgeAt("r1", stage=0, due_at=T0 + timedelta(hours=4))
+    assert t.effects[3] == TimeoutAt("r1", due_at=T0 + timedelta(hours=8))
     assert [a.action for a in t.audit] == ["requested", "stage_started"]
     assert all(a.policy_version == V and a.request_id == "r1" for a in t.audit)
     assert t.audit[0].actor == "req@x.com" and t.audit[1].actor == SYSTEM_ACTOR
@@ -1149,3 +1158,42 @@ def test_extend_without_a_rule_needs_approval() -> None:
     a = active_two_stage(granted=at(40))
     err = refused(lambda: extend(a, POLICY, "req@x.com", at(50)), a, "needs_approval")
     assert "approval" in err.message
+
+
+# --- reminding approvers -------------------------------------------------------------------
+
+
+def test_a_nudge_names_only_the_approvers_still_waited_on() -> None:
+    policy = parse_policy(
+        POLICY_YAML.replace(
+            "approval: [{approvers: [group:reviewers], quorum: 2}]",
+            "nudge_after: 1h\n    approval: [{approvers: [group:reviewers], quorum: 2}]",
+        ),
+        "p.yaml",
+    )
+    t = submit(draft("quorum-two"), policy, DIR, T0, "r1")
+    assert [e for e in t.effects if isinstance(e, NudgeAt)] == [
+        NudgeAt("r1", stage=0, due_at=T0 + timedelta(hours=1))
+    ]
+    r = t.request
+    assert nudge_due(r, 0, at(60)) == REVIEWERS
+    one = approve(r, "ann@x.com", at(30), policy=policy)
+    assert nudge_due(one, 0, at(60)) == ("ben@x.com", "cat@x.com")
+    # Decided, moved on, or past its deadline: nobody is reminded of that stage.
+    done = approve(one, "ben@x.com", at(40), policy=policy)
+    assert nudge_due(done, 0, at(60)) == ()
+    assert nudge_due(r, 1, at(60)) == ()
+    assert nudge_due(r, 0, r.pending_deadline or at(0)) == ()
+    # The next stage plans its own nudge from when it starts.
+    staged = approve(submitted(), "ann@x.com", at(10))
+    t = decide(submitted(), POLICY, DIR, "ann@x.com", "approve", at(10))
+    assert NudgeAt("r1", stage=1, due_at=at(10) + timedelta(hours=4)) in t.effects
+    assert nudge_due(staged, 1, at(20)) == ADMINS
+
+
+def test_nudge_after_must_come_before_the_timeout() -> None:
+    text = POLICY_YAML.replace("pending_timeout: 8h", "pending_timeout: 8h\n    nudge_after: 8h")
+    with pytest.raises(PolicyError) as info:
+        parse_policy(text, "p.yaml")
+    [problem] = info.value.problems
+    assert "nudge_after 8h is not before the pending_timeout 8h" in problem.message

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from engine.access_request import AccessRequest, Status
 from engine.directory import DirectorySnapshot, snapshot_from_policy
-from engine.effects import Deprovision, NotifyApprovers, Provision, TimeoutAt
+from engine.effects import Deprovision, NotifyApprovers, NudgeAt, Provision, TimeoutAt
 from engine.lifecycle import (
     RequestDraft,
     Transition,
@@ -331,6 +331,10 @@ def check_step(
             assert e.stage == after.stage.index
         if isinstance(e, TimeoutAt):
             assert e.due_at == after.pending_deadline
+        if isinstance(e, NudgeAt):
+            # A reminder for the stage that just started, always before it could time out.
+            assert after.stage is not None and e.stage == after.stage.index
+            assert after.pending_deadline is not None and now < e.due_at < after.pending_deadline
     # Every grant ends: leaving a state where access may exist always asks for its removal.
     if (
         before.status in (Status.PROVISIONING, Status.ACTIVE)

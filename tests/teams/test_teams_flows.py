@@ -516,3 +516,26 @@ async def test_installs_are_remembered_and_removals_forgotten(teams: TeamsWorld)
     )
     status, _ = await teams.driver.post(removed)
     assert status == 200 and await conversations.get(ADMIN_CHANNEL) is None
+
+
+async def test_a_waiting_stage_reminds_its_approvers_on_teams(teams: TeamsWorld) -> None:
+    await teams.install_all()
+    await teams.request("alice", "prod-db-admin", JUSTIFICATION, ticket="INC-12")
+    await teams.drain()
+    rid = await _only_request(teams)
+    request = await teams.components.clearance.get(rid)
+    assert request.stage is not None and len(teams.dms("bob")) == 1
+    teams.clock.set(request.stage.started_at + timedelta(hours=4))  # halfway to the 8h timeout
+    await teams.drain()
+    first, again = teams.dms("bob")
+    assert "Reminder" in card_text(again["card"]) and "Reminder" not in card_text(first["card"])
+    assert has_action(again["card"], "approve")
+    posts = [card_text(m["card"]) for m in teams.fake.messages_in(ADMIN_CHANNEL) if "card" in m]
+    assert any("Waiting for approval" in text and "Bob Baker" in text for text in posts)
+    # Approving on the reminder decides the stage; every copy then shows the outcome.
+    status, _ = await teams.driver.execute(teams.bob, again, "approve")
+    assert status == 200
+    await teams.drain()
+    assert (await teams.components.clearance.get(rid)).stage.index == 1  # type: ignore[union-attr]
+    for message in teams.dms("bob"):
+        assert not has_action(message["card"], "approve")

@@ -466,6 +466,20 @@ class TemplateData:
         yield "approval_card", "worst-can-decide", w("pending_stage2", "bob@example.com")
         yield "approval_card", "worst-denied", w("denied", "dan@example.com")
         yield "approval_card", "worst-failed", w("failed", "dan@example.com")
+        # Re-sent as a reminder while the stage still waits (and after it was decided).
+        yield "approval_card", "nudge", r("pending_stage1", "bob@example.com", nudge=True)
+        yield "approval_card", "nudge-decided", r("denied", "dan@example.com", nudge=True)
+        yield "approval_card", "worst-nudge", w("pending_stage2", "bob@example.com", nudge=True)
+        for key in ("pending_stage1", "pending_stage2"):
+            view = r(key, None)["r"]
+            waiting = {"waiting": view["stage"]["approvers"]}
+            yield "admin_request_waiting", key, {"r": view, "context": waiting}
+        worst_view = w("pending_stage2", None)["r"]
+        yield (
+            "admin_request_waiting",
+            "worst",
+            {"r": worst_view, "context": {"waiting": worst_view["stage"]["approvers"]}},
+        )
         for key in ("pending_stage2", "pending_stage3", "signing_partial", "approved", "denied"):
             yield "decision_recorded", key, r(key)
         yield "decision_recorded", "worst", w("pending_stage2")

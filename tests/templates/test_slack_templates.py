@@ -544,3 +544,13 @@ def test_drift_report_stays_within_slack_limits_with_many_groups() -> None:
     assert len(report["blocks"]) <= 50
     text = text_of(report)
     assert "…and 28 more groups with drift" in text and "…and 52 more" in text
+
+
+def test_a_nudge_reminds_only_who_can_still_decide() -> None:
+    nudged = json.dumps(
+        render("approval_card", _r("pending_stage1", "bob@example.com", nudge=True))
+    )
+    assert "*Reminder*: this has waited for your decision since <!date^" in nudged
+    assert "The admins have been told." in nudged
+    for key, viewer in (("denied", "dan@example.com"), ("pending_stage1", "sam@example.com")):
+        assert "Reminder" not in json.dumps(render("approval_card", _r(key, viewer, nudge=True)))

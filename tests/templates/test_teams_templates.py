@@ -819,3 +819,13 @@ def test_drift_report_says_what_was_removed_kept_and_missing() -> None:
     assert "S0DBADMIN" not in text  # groups without drift are counted, not listed
     worst_report = render("admin_drift_report", _CASE["admin_drift_report", "worst"])
     assert re.search(r"…and \d+ more groups with drift", str(text_blocks(worst_report["card"])))
+
+
+def test_a_nudge_reminds_only_who_can_still_decide() -> None:
+    card = render("approval_card", _r("pending_stage1", "bob@example.com", nudge=True))["card"]
+    nudged = json.dumps(card)
+    assert "**Reminder**: this has waited for your decision since {{DATE(" in nudged
+    assert "The admins have been told." in nudged
+    for key, viewer in (("denied", "dan@example.com"), ("pending_stage1", "sam@example.com")):
+        card = render("approval_card", _r(key, viewer, nudge=True))["card"]
+        assert "Reminder" not in json.dumps(card)

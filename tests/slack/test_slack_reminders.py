@@ -1,4 +1,5 @@
-"""Reminders before expiry and their Extend / I'm done buttons, end to end over Slack."""
+"""Reminders over Slack, end to end: approvers reminded of a stage that still waits, and
+requesters reminded before expiry with their Extend / I'm done buttons."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import json
 from datetime import timedelta
 
 from engine.access_request import Status
+from tests.fakes.slack_driver import has_action
 from tests.slack.conftest import SlackWorld
 
 JUSTIFICATION = "Reading staging data for the release check"
@@ -111,3 +113,34 @@ async def test_only_the_requester_can_extend_and_im_done_revokes_now(slack: Slac
     done = await slack.components.clearance.get(rid)
     assert done.status is Status.REVOKED and done.deprovisioned_at is not None
     assert "U0ALICE" not in slack.fake.usergroups["S0STAGINGRO"]["users"]
+
+
+async def test_a_waiting_stage_reminds_its_approvers_and_tells_the_admins(
+    slack: SlackWorld,
+) -> None:
+    rid = await _granted(slack, "prod-db-admin", ticket="INC-42")
+    request = await slack.components.clearance.get(rid)
+    assert request.stage is not None and request.pending_deadline is not None
+    started = request.stage.started_at
+    assert len(slack.dms("U0BOB")) == 1
+
+    # Halfway to the 8h timeout nobody has decided: Bob gets the card again, as a reminder.
+    assert request.pending_deadline - started == timedelta(hours=8)
+    slack.clock.set(started + timedelta(hours=4))
+    await slack.drain()
+    first, again = slack.dms("U0BOB")
+    assert "Reminder" in _text(again) and "Reminder" not in _text(first)
+    waiting = [m for m in slack.fake.messages_in("C0ADMINS") if "Waiting for approval" in _text(m)]
+    assert len(waiting) == 1 and "<@U0BOB>" in _text(waiting[0])
+    audit = [e async for e in slack.components.audit.events(request_id=rid)]
+    [reminded] = [e for e in audit if e.action == "approvers_reminded"]
+    assert reminded.details == {"stage": 0, "approvers": ["bob@example.com"]}
+
+    # A decision on the reminder updates both copies; the next stage's reminder is its own.
+    await slack.click("U0BOB", again, "approve")
+    await slack.drain()
+    for message in slack.dms("U0BOB"):
+        assert not has_action(message["blocks"], "approve") and message["updates"] >= 1
+    slack.clock.advance(timedelta(hours=1))
+    await slack.drain()
+    assert len(slack.dms("U0DORA")) == 1, "stage 2 started an hour ago: no reminder yet"
