@@ -379,6 +379,7 @@ async def serve(
             # Work a listener does after its ack (a decision, a form) finishes before exit.
             with contextlib.suppress(TimeoutError):
                 await components.slack.idle(limit=10)
+        components.dispatcher.wake()  # the loop sees the stop now, not after its interval
         await dispatcher_task
         await runner.cleanup()
         await components.close()
