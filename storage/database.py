@@ -32,6 +32,11 @@ class Database:
                 kwargs["poolclass"] = StaticPool
         else:
             kwargs["pool_pre_ping"] = True
+            # Keep open every connection the pool may hold. The default (5, plus 10 overflow
+            # closed on return) made a dispatcher running 16 jobs at once open and close a
+            # PostgreSQL connection for most jobs (bench/expiry_storm.py). Same cap: 15.
+            kwargs["pool_size"] = 15
+            kwargs["max_overflow"] = 0
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         self._lock: asyncio.Lock | None = None
         if self.is_sqlite:
