@@ -2,31 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
-import sys
-import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-
-import aiohttp
 
 from engine.policy import load_policy
 from tests.conftest import EXAMPLE_POLICY
+from tests.fakes.serve_process import serving, until
 from tests.fakes.slack_api import TOKEN, FakeSlack
 from tests.fakes.slack_driver import SIGNING_SECRET, SlackDriver, find_action
 from tests.fakes.slapd import free_port
-
-
-async def until(check: Callable[[], bool | Awaitable[bool]], what: str, limit: float = 30) -> None:
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        result = check()
-        if result if isinstance(result, bool) else await result:
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def card(fake: FakeSlack, user: str, action: str) -> dict | None:
@@ -59,25 +44,11 @@ async def test_serve_runs_a_request_to_a_grant(db_url: str, tmp_path: Path) -> N
         "SLACK_API_URL": fake.api_url,
         "CLEARANCE_TICK_SECONDS": "0.2",
     }
-    log = (tmp_path / "serve.log").open("wb")
-    server = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot.cli", "serve", env=env, stdout=log, stderr=log
-    )
     try:
-
-        async def healthy() -> bool:
-            try:
-                async with (
-                    aiohttp.ClientSession() as session,
-                    session.get(f"http://127.0.0.1:{port}/healthz") as response,
-                ):
-                    return response.status == 200
-            except aiohttp.ClientError:
-                return False
-
-        await until(healthy, "clearance serve to answer /healthz", 60)
-        url = f"http://127.0.0.1:{port}/slack/events"
-        async with SlackDriver(url, fake.url + "/response") as driver:
+        async with (
+            serving(env, tmp_path / "serve.log") as base,
+            SlackDriver(f"{base}/slack/events", fake.url + "/response") as driver,
+        ):
             status, _ = await driver.command("U0ALICE", "ci-admin", trigger_id="t-serve")
             assert status == 200
             await until(lambda: "t-serve" in fake.view_by_trigger, "the request form to open")
@@ -103,7 +74,4 @@ async def test_serve_runs_a_request_to_a_grant(db_url: str, tmp_path: Path) -> N
             status, _ = await driver.command("U0ALICE", "ci-admin", secret="forged")
             assert status == 401
     finally:
-        server.terminate()
-        assert await asyncio.wait_for(server.wait(), 30) == 0, (tmp_path / "serve.log").read_text()
-        log.close()
         await fake.stop()

@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
-import sys
-import time
 from pathlib import Path
-
-import aiohttp
 
 from engine.policy import load_policy
 from tests.conftest import EXAMPLE_POLICY
+from tests.fakes.serve_process import serving, until
 from tests.fakes.slack_api import TOKEN, FakeSlack
 from tests.fakes.slack_driver import SIGNING_SECRET, SlackDriver
 from tests.fakes.slapd import free_port
 from tests.fakes.teams_connector import TENANT, FakeConnector
 from tests.fakes.teams_driver import TeamsDriver, has_action
-from tests.slack.test_serve_process import until
 from tests.teams.conftest import teams_users
 
 
@@ -47,29 +42,13 @@ async def test_serve_answers_slack_and_teams_in_one_process(db_url: str, tmp_pat
         "TEAMS_ALLOW_UNAUTHENTICATED": "1",
         "TEAMS_TENANT_ID": TENANT,
         # Work runs on the wake-up after each commit; the idle interval (5 ticks) is long, so
-        # the shutdown check below sees whether SIGTERM wakes the dispatcher.
+        # the prompt-shutdown check of `serving` sees whether SIGTERM wakes the dispatcher.
         "CLEARANCE_TICK_SECONDS": "4",
     }
     log_path = tmp_path / "serve.log"
-    log = log_path.open("wb")
-    server = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot.cli", "serve", env=env, stdout=log, stderr=log
-    )
-    base = f"http://127.0.0.1:{port}"
     try:
-
-        async def healthy() -> bool:
-            try:
-                async with (
-                    aiohttp.ClientSession() as session,
-                    session.get(f"{base}/healthz") as response,
-                ):
-                    return response.status == 200
-            except aiohttp.ClientError:
-                return False
-
-        await until(healthy, "clearance serve to answer /healthz", 60)
         async with (
+            serving(env, log_path) as base,
             SlackDriver(f"{base}/slack/events", slack.url + "/response") as on_slack,
             TeamsDriver(f"{base}/api/messages", teams.url) as on_teams,
         ):
@@ -97,12 +76,6 @@ async def test_serve_answers_slack_and_teams_in_one_process(db_url: str, tmp_pat
             assert status == 200
             await until(lambda: slack.usergroups["S0CIADMIN"]["users"] == ["U0ALICE"], "the grant")
     finally:
-        server.terminate()
-        stopping = time.monotonic()
-        assert await asyncio.wait_for(server.wait(), 30) == 0, log_path.read_text()
-        # Graceful but prompt: SIGTERM does not wait out the dispatcher's 20 s interval.
-        assert time.monotonic() - stopping < 10, "clearance serve was slow to stop"
-        log.close()
         await slack.stop()
         await teams.stop()
     # Serving /api/messages without token checks is announced at start.
