@@ -6,6 +6,7 @@ from datetime import timedelta
 from typing import Any
 
 from bot.usecases import Clearance, snapshot_for
+from engine.access_request import AccessRequest
 from engine.durations import format_duration
 from engine.lifecycle import requester_problem
 from engine.policy import RISK_ORDER, Resource
@@ -86,3 +87,15 @@ def form_data(
         "prefill": {"justification": "", "ticket": "", "duration": "", **(prefill or {})},
         "private_metadata": private_metadata,
     }
+
+
+async def request_form(
+    clearance: Clearance, requester: str, selected_id: str | None, prefill: dict[str, str]
+) -> dict[str, Any]:
+    """Form data for what ``requester`` may request, with ``selected_id`` chosen if they may."""
+    return form_data(await requestable(clearance, requester), selected_id, prefill)
+
+
+def extension_prefill(request: AccessRequest) -> dict[str, str]:
+    """What the form starts with when Extend asks for more time as a new request."""
+    return {"justification": f"Extension of {request.id}: {request.justification}"[:2000]}

@@ -136,6 +136,15 @@ class AccessRequest:
             d.approver for d in self.decisions if d.stage != stage and d.outcome == "approve"
         )
 
+    def involves(self, email: str) -> bool:
+        """Whether ``email`` has a part in this request (and so may see it): the requester,
+        anyone asked to approve at any stage, or anyone who decided."""
+        return (
+            email == self.requester
+            or any(email in stage.approvers for stage in self.stages)
+            or any(d.approver == email for d in self.decisions)
+        )
+
     @property
     def denial(self) -> Decision | None:
         return next((d for d in self.decisions if d.outcome == "deny"), None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 
@@ -29,10 +30,19 @@ class Refused(Exception):
     def message(self) -> str:
         return str(self)
 
-    def by_field(self) -> dict[str, str]:
-        """Messages keyed by form field, for inline errors (first message per field)."""
+    def by_field(
+        self, fields: Collection[str] | None = None, fallback: str | None = None
+    ) -> dict[str, str]:
+        """Messages keyed by form field, for inline errors (first message per field).
+
+        With ``fields`` (the inputs a form has), a refusal about anything else is shown on
+        ``fallback``, or, without one, under its own field or code for the form to list.
+        """
         out: dict[str, str] = {}
         for r in self.refusals:
-            if r.field is not None and r.field not in out:
-                out[r.field] = r.message
+            key = r.field
+            if fields is not None and key not in fields:
+                key = fallback or r.field or r.code
+            if key is not None:
+                out.setdefault(key, r.message)
         return out

@@ -19,7 +19,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.admin_commands import AdminCommands
-from bot.forms import form_data, requestable
+from bot.forms import extension_prefill, request_form
 from bot.home import home_data
 from bot.notifier import Notifier
 from bot.usecases import EXTEND_NEEDS_REQUEST, Clearance
@@ -137,10 +137,8 @@ class SlackSurface:
     async def _open_form(
         self, trigger_id: str, person: Person, selected: str | None, prefill: dict[str, str]
     ) -> None:
-        resources = await requestable(self.clearance, person.email)
-        if selected and all(r.id != selected for r in resources):
-            selected = None
-        view = render_json("slack", "request_form", form_data(resources, selected, prefill))
+        data = await request_form(self.clearance, person.email, selected, prefill)
+        view = render_json("slack", "request_form", data)
         await self.client.views_open(trigger_id=trigger_id, view=view)
 
     async def on_command(self, ack: Ack, command: dict[str, Any]) -> None:
@@ -170,8 +168,9 @@ class SlackSurface:
         else:
             return  # the requester hears it from the access_extended notice
         request = await self.clearance.get(request_id)
-        prefill = {"justification": f"Extension of {request.id}: {request.justification}"[:2000]}
-        await self._open_form(body["trigger_id"], person, request.resource_id, prefill)
+        await self._open_form(
+            body["trigger_id"], person, request.resource_id, extension_prefill(request)
+        )
 
     async def on_reopen_form(self, ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
         """Request again and the Home button: the form, prefilled with the resource."""
@@ -185,12 +184,11 @@ class SlackSurface:
         view = body["view"]
         state = view["state"]["values"]
         person = await self.person(body["user"]["id"])
-        resources = await requestable(self.clearance, person.email)
         prefill = {
             "justification": _value(state, "justification"),
             "ticket": _value(state, "ticket"),
         }
-        data = form_data(resources, _value(state, "resource"), prefill)
+        data = await request_form(self.clearance, person.email, _value(state, "resource"), prefill)
         await self.client.views_update(
             view_id=view["id"],
             hash=view.get("hash"),
@@ -201,7 +199,7 @@ class SlackSurface:
         self, ack: Ack, body: dict[str, Any], view: dict[str, Any]
     ) -> None:
         state = view["state"]["values"]
-        blocks = {b.get("block_id") for b in view.get("blocks", [])}
+        blocks = {b["block_id"] for b in view.get("blocks", []) if b.get("block_id")}
         try:
             person = await self.person(body["user"]["id"])
             draft = RequestDraft(
@@ -213,12 +211,9 @@ class SlackSurface:
             )
             await self.clearance.submit(draft)
         except Refused as exc:
-            errors: dict[str, str] = {}
+            # Slack shows errors only under inputs the modal has: others go on one that is.
             fallback = "justification" if "justification" in blocks else "resource"
-            for refusal in exc.refusals:
-                block = refusal.field if refusal.field and refusal.field in blocks else fallback
-                errors.setdefault(block, refusal.message)
-            await ack(response_action="errors", errors=errors)
+            await ack(response_action="errors", errors=exc.by_field(blocks, fallback))
             return
         await ack()  # the confirmation DM goes out through the outbox
 

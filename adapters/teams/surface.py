@@ -37,7 +37,7 @@ from adapters.teams.activities import (
     tenant_of,
 )
 from bot.admin_commands import AdminCommands
-from bot.forms import form_data, requestable
+from bot.forms import extension_prefill, request_form
 from bot.home import home_data
 from bot.notifier import LIVE_TEMPLATES, Notifier
 from bot.usecases import EXTEND_NEEDS_REQUEST, Clearance
@@ -81,15 +81,6 @@ def _stage(data: dict[str, Any]) -> int | None:
 def _text(data: dict[str, Any], key: str) -> str:
     value = data.get(key)
     return value.strip() if isinstance(value, str) else ""
-
-
-def _may_view(request: AccessRequest, email: str) -> bool:
-    """Who may see a request's card: its requester, approvers and deciders, nobody else."""
-    return (
-        email == request.requester
-        or any(email in stage.approvers for stage in request.stages)
-        or any(d.approver == email for d in request.decisions)
-    )
 
 
 class TeamsBot(TeamsActivityHandler):  # type: ignore[misc]  # botbuilder is untyped
@@ -165,12 +156,8 @@ class TeamsBot(TeamsActivityHandler):  # type: ignore[misc]  # botbuilder is unt
     async def form(
         self, person: Person, selected: str | None, prefill: dict[str, str], **extra: Any
     ) -> Message:
-        resources = await requestable(self.clearance, person.email)
-        if selected and all(r.id != selected for r in resources):
-            selected = None
-        return render_json(
-            "teams", "request_form", {**form_data(resources, selected, prefill), **extra}
-        )
+        data = await request_form(self.clearance, person.email, selected, prefill)
+        return render_json("teams", "request_form", {**data, **extra})
 
     async def home(self, person: Person) -> Message:
         return render_json("teams", "home", await home_data(self.clearance, self.notifier, person))
@@ -198,7 +185,7 @@ class TeamsBot(TeamsActivityHandler):  # type: ignore[misc]  # botbuilder is unt
         anyone who may not see the request) gets the reason, and nothing changed."""
         if exc.code in _OUTDATED:
             request = await self.clearance.get(request_id)
-            if _may_view(request, person.email):
+            if request.involves(person.email):
                 return await self.current(ctx, person, request_id)
         return self.refusal(exc)
 
@@ -308,7 +295,7 @@ class TeamsBot(TeamsActivityHandler):  # type: ignore[misc]  # botbuilder is unt
     ) -> InvokeResponse:
         """Teams asks for this viewer's own version of an approval card."""
         request = await self.clearance.get(_text(data, "request_id"))
-        if not _may_view(request, person.email):
+        if not request.involves(person.email):
             return self.refusal(Refused(Refusal("not_yours", "This request is not yours to see.")))
         return card_response(await self.card("approval_card", request, person.email))
 
@@ -334,7 +321,7 @@ class TeamsBot(TeamsActivityHandler):  # type: ignore[misc]  # botbuilder is unt
                 request_id, person.email, "deny", reason, expected_stage=stage
             )
         except Refused as exc:
-            if exc.code not in ("reason_required", "reason_too_long"):
+            if "reason" not in exc.by_field():
                 return await self.outdated_or_refused(ctx, person, request_id, exc)
             # An approver who may deny: ask for the reason (an error only if one was typed).
             request = await self.clearance.get(request_id)
@@ -381,8 +368,7 @@ class TeamsBot(TeamsActivityHandler):  # type: ignore[misc]  # botbuilder is unt
             extended = await self.card("access_extended", request, person.email)
             return message_response(extended["summary"])
         request = await self.clearance.get(request_id)
-        prefill = {"justification": f"Extension of {request.id}: {request.justification}"[:2000]}
-        return await self._new_form(ctx, person, request.resource_id, prefill)
+        return await self._new_form(ctx, person, request.resource_id, extension_prefill(request))
 
     async def on_rerequest(
         self, ctx: TurnContext, person: Person, data: dict[str, Any]
@@ -429,11 +415,8 @@ class TeamsBot(TeamsActivityHandler):  # type: ignore[misc]  # botbuilder is unt
             request = await self.clearance.submit(draft)
         except Refused as exc:
             await self.chat_log.release(key)  # nothing was made: the form may be sent again
-            fields = {"resource", "duration", "justification", "ticket"}
-            errors: dict[str, str] = {}
-            for refusal in exc.refusals:
-                field = refusal.field if refusal.field in fields else refusal.field or refusal.code
-                errors.setdefault(field, refusal.message)
+            # Errors about anything the form has no input for are listed on top of it.
+            errors = exc.by_field(values)
             return card_response(
                 await self.form(person, values["resource"], prefill, errors=errors)
             )

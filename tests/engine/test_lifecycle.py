@@ -1197,3 +1197,14 @@ def test_nudge_after_must_come_before_the_timeout() -> None:
         parse_policy(text, "p.yaml")
     [problem] = info.value.problems
     assert "nudge_after 8h is not before the pending_timeout 8h" in problem.message
+
+
+def test_who_has_a_part_in_a_request() -> None:
+    pending = submitted()  # stage 1: the reviewers are asked
+    assert pending.involves("req@x.com") and pending.involves("ben@x.com")
+    assert not pending.involves("adm@x.com")  # not asked yet: stage 2 has not started
+    assert not pending.involves("out@x.com")
+    decided = approve(pending, "ann@x.com", at(10))
+    assert decided.involves("adm@x.com")  # now asked, at stage 2
+    denied = decide(decided, POLICY, DIR, "ada@x.com", "deny", at(20), "Not now").request
+    assert denied.involves("ada@x.com") and not denied.involves("vp@x.com")
