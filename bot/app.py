@@ -126,9 +126,9 @@ class Components:
     chat_log: ChatLog
     notifier: Notifier
     admin: AdminCommands
+    reconciler: Reconciler
     slack: SlackSurface | None = None
     teams: TeamsSurface | None = None
-    reconciler: Reconciler | None = None
     extras: dict[str, Any] = field(default_factory=dict)
 
     async def close(self) -> None:
@@ -189,7 +189,7 @@ def build(
             )
         )
     notifier = Notifier(clearance, chats, chat_log)
-    reconciler = Reconciler(clearance, connectors, chats, chat_log)
+    reconciler = Reconciler(clearance, connectors, outbox, chats, chat_log)
     if chats:
         # Only a process that can deliver messages takes notification jobs.
         notifier.register(dispatcher)
@@ -305,8 +305,6 @@ def warn_about_teams(settings: Settings) -> None:
 
 def schedule_drift_check(scheduler: AsyncIOScheduler, components: Components) -> None:
     """Reconcile managed groups with the grants daily; one replica runs it each day."""
-    if components.reconciler is None:
-        return
     scheduler.add_job(
         components.reconciler.daily,
         "cron",

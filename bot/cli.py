@@ -251,7 +251,6 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
         print(f"error: the policy has problems:\n{exc}", file=sys.stderr)
         return EXIT_USAGE
     reconciler = components.reconciler
-    assert reconciler is not None
 
     async def run() -> int:
         try:

@@ -10,7 +10,6 @@ never re-granted: a human decides whether the grant or the group is wrong.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,8 +34,7 @@ from engine.lifecycle import SYSTEM_ACTOR, AuditRecord
 from engine.policy import Policy
 from message_templates import render_json
 from storage.chat_log import ChatLog
-from storage.outbox import OutboxItem
-from storage.tables import OutboxRow
+from storage.outbox import Outbox, OutboxItem
 
 log = logging.getLogger(__name__)
 
@@ -124,11 +122,13 @@ class Reconciler:
         self,
         clearance: Clearance,
         connectors: Connectors,
-        chats: Sequence[Chat] = (),
-        chat_log: ChatLog | None = None,
+        outbox: Outbox,
+        chats: Sequence[Chat],
+        chat_log: ChatLog,
     ) -> None:
         self.clearance = clearance
         self.connectors = connectors
+        self.outbox = outbox
         self.chats = list(chats)
         self.chat_log = chat_log
 
@@ -187,9 +187,7 @@ class Reconciler:
     async def daily(self) -> DriftRun | None:
         """The scheduled run: once per UTC day however many replicas fire it."""
         now = self.clearance.clock.now()
-        if self.chat_log is not None and not await self.chat_log.first_time(
-            f"drift-reconcile:{now.date().isoformat()}", now
-        ):
+        if not await self.chat_log.first_time(f"drift-reconcile:{now.date().isoformat()}", now):
             return None
         try:
             run = await self.reconcile(trigger="schedule")
@@ -230,18 +228,8 @@ class Reconciler:
         return None
 
     async def _queue_report(self, run: DriftRun) -> None:
-        now = self.clearance.clock.now()
         # No request owns a drift report, so it is a row of its own rather than NotifyAdmins.
-        async with self.clearance.store.database.transaction() as session:
-            session.add(
-                OutboxRow(
-                    kind=REPORT_KIND,
-                    request_id=None,
-                    payload=json.dumps({"report": run.view()}),
-                    due_at=now,
-                    created_at=now,
-                )
-            )
+        await self.outbox.add(REPORT_KIND, {"report": run.view()}, self.clearance.clock.now())
         self.clearance.wake()
 
 

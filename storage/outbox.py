@@ -38,6 +38,19 @@ class Outbox:
     def __init__(self, database: Database) -> None:
         self.database = database
 
+    async def add(self, kind: str, payload: dict[str, Any], now: datetime) -> None:
+        """Queue work that belongs to no request (a drift report): due now, run once."""
+        async with self.database.transaction() as session:
+            session.add(
+                OutboxRow(
+                    kind=kind,
+                    request_id=None,
+                    payload=json.dumps(payload, default=str),
+                    due_at=now,
+                    created_at=now,
+                )
+            )
+
     async def claim(
         self,
         now: datetime,

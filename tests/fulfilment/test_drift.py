@@ -21,7 +21,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import select
 
 from bot.app import Components, build, schedule_drift_check, start
-from bot.reconcile import DriftRun, Reconciler
+from bot.reconcile import DriftRun
 from bot.settings import Settings
 from engine.access_request import Status
 from engine.audit import AuditEvent, verify_chain
@@ -131,11 +131,6 @@ async def world(
     await components.close()
 
 
-def reconciler(components: Components) -> Reconciler:
-    assert components.reconciler is not None
-    return components.reconciler
-
-
 async def grant(components: Components, email: str, resource: str) -> str:
     request = await components.clearance.submit(
         RequestDraft(email, resource, "Drift reconciliation test")
@@ -173,7 +168,7 @@ async def test_member_without_grant_is_removed_under_revoke_and_kept_under_repor
     add_member(slapd, "drift-revoke", "user5@example.com")
     add_member(slapd, "drift-report", "user5@example.com")
 
-    run = await reconciler(world).reconcile()
+    run = await world.reconciler.reconcile()
 
     assert run.has_drift and not run.has_errors
     assert target_view(run, REVOKE)["unexpected"] == [
@@ -216,7 +211,7 @@ async def test_member_without_grant_is_removed_under_revoke_and_kept_under_repor
     assert "user5@example.com \\u2014 kept (drift: report)" in text
 
     # Next time, the removed intruder is gone and the reported one is reported again.
-    again = await reconciler(world).reconcile()
+    again = await world.reconciler.reconcile()
     assert target_view(again, REVOKE)["unexpected"] == []
     assert [u["member"] for u in target_view(again, REPORT)["unexpected"]] == ["user5@example.com"]
 
@@ -229,13 +224,13 @@ async def test_membership_being_provisioned_is_not_drift(world: Components, slap
     assert (await world.clearance.get(request.id)).status is Status.APPROVED
     add_member(slapd, "drift-revoke", "user6@example.com")  # what the grant does first
 
-    run = await reconciler(world).reconcile()
+    run = await world.reconciler.reconcile()
 
     assert not run.has_drift
     assert "user6@example.com" in emails(slapd, "drift-revoke")
     await world.dispatcher.drain()
     assert (await world.clearance.get(request.id)).status is Status.ACTIVE
-    assert not (await reconciler(world).reconcile()).has_drift
+    assert not (await world.reconciler.reconcile()).has_drift
 
 
 # --- grants without membership ---------------------------------------------------------------
@@ -247,7 +242,7 @@ async def test_grant_whose_membership_was_deleted_is_reported_missing_not_regran
     rid = await grant(world, "user4@example.com", "drift-revoke")
     remove_member(slapd, "drift-revoke", "user4@example.com")
 
-    run = await reconciler(world).reconcile()
+    run = await world.reconciler.reconcile()
 
     assert target_view(run, REVOKE)["missing"] == [
         {"principal": "user4@example.com", "request_id": rid}
@@ -268,7 +263,7 @@ async def test_baseline_members_and_matching_grants_are_no_drift(
     await grant(world, "user7@example.com", "drift-report")
     assert BASELINE_MEMBER in emails(slapd, "drift-report")
 
-    run = await reconciler(world).reconcile()
+    run = await world.reconciler.reconcile()
 
     assert not run.has_drift and not run.has_errors
     assert run.view()["targets"] == [] and run.view()["targets_checked"] == len(MANAGED)
@@ -286,7 +281,7 @@ async def test_dry_run_changes_nothing(world: Components, slapd: Slapd) -> None:
     add_member(slapd, "drift-revoke", "user9@example.com")
     before = [e async for e in world.audit.events()]
 
-    run = await reconciler(world).reconcile(dry_run=True)
+    run = await world.reconciler.reconcile(dry_run=True)
 
     assert run.dry_run and run.has_drift
     view = target_view(run, REVOKE)
@@ -317,7 +312,7 @@ async def test_a_connector_that_cannot_list_is_reported_and_the_others_still_che
     await start(components)
     try:
         add_member(slapd, "drift-revoke", "user10@example.com")
-        run = await reconciler(components).reconcile()
+        run = await components.reconciler.reconcile()
         assert run.has_errors and run.has_drift
         dead = target_view(run, Target("dead-ldap", "dead"))
         assert dead["error"] and "unreachable" in dead["error"]
@@ -335,7 +330,7 @@ async def test_ldap_down_reports_every_group_unchecked_and_removes_nothing(
 ) -> None:
     add_member(slapd, "drift-revoke", "user11@example.com")
     slapd.stop()
-    run = await reconciler(world).reconcile()
+    run = await world.reconciler.reconcile()
     slapd.start()
     assert run.has_errors and not run.has_drift
     assert len(run.report.errors) == len(MANAGED)
@@ -349,11 +344,11 @@ async def test_daily_job_runs_once_a_day_across_replicas(
 ) -> None:
     other = build(settings_for(db_url, policy_file, fake_slack), clock=clock)
     try:
-        assert await reconciler(world).daily() is not None
-        assert await reconciler(other).daily() is None  # the other replica, same day
+        assert await world.reconciler.daily() is not None
+        assert await other.reconciler.daily() is None  # the other replica, same day
         assert len(await audit(world, "drift_reconciled")) == 1
         clock.advance(timedelta(days=1))
-        assert await reconciler(other).daily() is not None
+        assert await other.reconciler.daily() is not None
         assert len(await audit(world, "drift_reconciled")) == 2
     finally:
         await other.close()
@@ -362,7 +357,7 @@ async def test_daily_job_runs_once_a_day_across_replicas(
     schedule_drift_check(scheduler, world)
     job = scheduler.get_job("drift-reconcile")
     assert job is not None and job.coalesce is True and job.max_instances == 1
-    assert job.func == reconciler(world).daily
+    assert job.func == world.reconciler.daily
     assert "cron" in str(job.trigger)
 
 
