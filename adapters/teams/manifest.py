@@ -20,13 +20,6 @@ from message_templates import render
 _ACCENT = (0x1D, 0x35, 0x57)
 Pixel = tuple[int, int, int, int]
 
-PERSONAL_COMMANDS = [
-    {"title": "request access", "description": "Ask for time-bound access (add a resource id)"},
-    {"title": "status", "description": "Your requests, what waits for your decision, your access"},
-    {"title": "help", "description": "What Clearance can do for you"},
-]
-
-
 def manifest_data(app_id: str, url: str, name: str = "Clearance") -> dict[str, Any]:
     """Data for the manifest template; ``url`` is the public base URL of clearance serve."""
     base = url.rstrip("/")
@@ -41,7 +34,6 @@ def manifest_data(app_id: str, url: str, name: str = "Clearance") -> dict[str, A
         "name": name,
         "base_url": base,
         "domain": urlparse(base).netloc,
-        "personal_commands": PERSONAL_COMMANDS,
         "team_commands": team_commands,
     }
 
