@@ -256,15 +256,14 @@ def has_action(card: dict[str, Any] | None, verb: str) -> bool:
     )
 
 
-def input_values(card: dict[str, Any]) -> dict[str, Any]:
-    """The values a card's inputs hold before anyone types: what Teams would send."""
-    values: dict[str, Any] = {}
+def inputs(card: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every input element of a card's body, by id."""
+    found: dict[str, dict[str, Any]] = {}
 
     def walk(node: Any) -> None:
         if isinstance(node, dict):
-            is_input = str(node.get("type", "")).startswith("Input.") and node.get("id")
-            if is_input and "value" in node:
-                values[node["id"]] = node["value"]
+            if str(node.get("type", "")).startswith("Input.") and node.get("id"):
+                found[node["id"]] = node
             for value in node.values():
                 walk(value)
         elif isinstance(node, list):
@@ -272,7 +271,12 @@ def input_values(card: dict[str, Any]) -> dict[str, Any]:
                 walk(item)
 
     walk(card.get("body"))
-    return values
+    return found
+
+
+def input_values(card: dict[str, Any]) -> dict[str, Any]:
+    """The values a card's inputs hold before anyone types: what Teams would send."""
+    return {key: node["value"] for key, node in inputs(card).items() if "value" in node}
 
 
 def card_text(card: dict[str, Any] | None) -> str:
