@@ -18,6 +18,7 @@ from engine.access_request import Status
 from engine.lifecycle import SYSTEM_ACTOR, AuditRecord
 from engine.policy import PolicyError
 from engine.refusals import Refusal, Refused
+from message_templates import refusal_text
 
 HELP = [
     "help: this list",
@@ -94,7 +95,7 @@ class AdminCommands:
         try:
             reply: AdminReply = await handler(actor, args)
         except Refused as exc:
-            return AdminReply("Refused", [exc.message])
+            return AdminReply("Refused", [refusal_text(exc)])
         return reply
 
     async def _audit(self, actor: str, command: str, args: list[str], allowed: bool) -> None:

@@ -32,17 +32,17 @@ class Refused(Exception):
 
     def by_field(
         self, fields: Collection[str] | None = None, fallback: str | None = None
-    ) -> dict[str, str]:
-        """Messages keyed by form field, for inline errors (first message per field).
+    ) -> dict[str, Refusal]:
+        """Refusals keyed by form field, for inline errors (the first one per field).
 
         With ``fields`` (the inputs a form has), a refusal about anything else is shown on
         ``fallback``, or, without one, under its own field or code for the form to list.
         """
-        out: dict[str, str] = {}
+        out: dict[str, Refusal] = {}
         for r in self.refusals:
             key = r.field
             if fields is not None and key not in fields:
                 key = fallback or r.field or r.code
             if key is not None:
-                out.setdefault(key, r.message)
+                out.setdefault(key, r)
         return out

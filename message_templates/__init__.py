@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
 import jinja2
+
+from engine.refusals import Refusal, Refused
 
 _EXTENSIONS = {"cli": "txt", "slack": "json", "teams": "json"}
 
@@ -174,3 +176,19 @@ def templates(platform: str) -> list[str]:
         for name in environment(platform).list_templates()
         if name.endswith(suffix)
     )
+
+
+def refusal_text(refused: Refused | Refusal) -> str:
+    """What a person reads about a refusal (every reason, joined), as plain text.
+
+    Surfaces escape it for their markup through their ``error`` template.
+    """
+    refusals = refused.refusals if isinstance(refused, Refused) else (refused,)
+    return "; ".join(r.message for r in refusals)
+
+
+def field_errors(
+    refused: Refused, fields: Collection[str] | None = None, fallback: str | None = None
+) -> dict[str, str]:
+    """Refusal texts keyed by form field, for inline errors (see ``Refused.by_field``)."""
+    return {key: refusal_text(r) for key, r in refused.by_field(fields, fallback).items()}

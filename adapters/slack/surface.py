@@ -26,7 +26,7 @@ from bot.usecases import EXTEND_NEEDS_REQUEST, Clearance
 from engine.directory import Person
 from engine.lifecycle import RequestDraft
 from engine.refusals import Refused
-from message_templates import render_json
+from message_templates import field_errors, refusal_text, render_json
 from storage.chat_log import ChatLog
 
 log = logging.getLogger(__name__)
@@ -145,7 +145,7 @@ class SlackSurface:
         try:
             person = await self.person(command["user_id"])
         except Refused as exc:
-            await ack(**self.error(exc.message))
+            await ack(**self.error(refusal_text(exc)))
             return
         await ack()
         await self._open_form(
@@ -163,7 +163,7 @@ class SlackSurface:
             await self.clearance.extend(request_id, person.email)
         except Refused as exc:
             if exc.code not in EXTEND_NEEDS_REQUEST:
-                await self._refuse(respond, exc.message)
+                await self._refuse(respond, refusal_text(exc))
                 return
         else:
             return  # the requester hears it from the access_extended notice
@@ -213,7 +213,7 @@ class SlackSurface:
         except Refused as exc:
             # Slack shows errors only under inputs the modal has: others go on one that is.
             fallback = "justification" if "justification" in blocks else "resource"
-            await ack(response_action="errors", errors=exc.by_field(blocks, fallback))
+            await ack(response_action="errors", errors=field_errors(exc, blocks, fallback))
             return
         await ack()  # the confirmation DM goes out through the outbox
 
@@ -227,7 +227,7 @@ class SlackSurface:
         try:
             await call
         except Refused as exc:
-            await self._refuse(respond, exc.message)
+            await self._refuse(respond, refusal_text(exc))
 
     async def on_approve(
         self, ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Any
@@ -237,7 +237,7 @@ class SlackSurface:
         try:
             person = await self.person(body["user"]["id"])
         except Refused as exc:
-            await self._refuse(respond, exc.message)
+            await self._refuse(respond, refusal_text(exc))
             return
         await self._decide_and_tell(
             respond,
@@ -265,7 +265,7 @@ class SlackSurface:
                 request_id, person.email, "deny", reason, expected_stage=stage
             )
         except Refused as exc:
-            await ack(response_action="errors", errors={"reason": exc.message})
+            await ack(response_action="errors", errors={"reason": refusal_text(exc)})
             return
         await ack()
 
@@ -294,7 +294,7 @@ class SlackSurface:
         try:
             person = await self.person(user_id)
         except Refused as exc:
-            view = {"type": "home", "blocks": self.error(exc.message)["blocks"]}
+            view = {"type": "home", "blocks": self.error(refusal_text(exc))["blocks"]}
             await self.client.views_publish(user_id=user_id, view=view)
             return
         await self.client.views_publish(user_id=user_id, view=await self.home_view(person))
@@ -314,7 +314,7 @@ class SlackSurface:
             person = await self.person(str(event.get("user", "")))
         except Refused as exc:
             await self.client.chat_postMessage(
-                channel=channel, thread_ts=thread, **self.error(exc.message)
+                channel=channel, thread_ts=thread, **self.error(refusal_text(exc))
             )
             return
         in_admin_channel = bool(channel) and channel == self.clearance.policy.admins.channel

@@ -45,7 +45,7 @@ from engine.access_request import AccessRequest
 from engine.directory import Person
 from engine.lifecycle import RequestDraft
 from engine.refusals import Refusal, Refused
-from message_templates import render_json
+from message_templates import field_errors, refusal_text, render_json
 from storage.chat_log import ChatLog, SentMessage
 from storage.conversations import TeamsConversations
 
@@ -148,7 +148,7 @@ class TeamsBot(TeamsActivityHandler):  # type: ignore[misc]  # botbuilder is unt
         return render_json("teams", "error", {"message": message})
 
     def refusal(self, exc: Refused) -> InvokeResponse:
-        return message_response(self.error(exc.message)["summary"])
+        return message_response(self.error(refusal_text(exc))["summary"])
 
     async def card(self, template: str, request: AccessRequest, viewer: str | None) -> Message:
         return render_json("teams", template, {"r": await self.notifier.view(request, viewer)})
@@ -202,7 +202,7 @@ class TeamsBot(TeamsActivityHandler):  # type: ignore[misc]  # botbuilder is unt
         try:
             person = await self.person(ctx)
         except Refused as exc:
-            await ctx.send_activity(card_activity(self.error(exc.message)))
+            await ctx.send_activity(card_activity(self.error(refusal_text(exc))))
             return
         command, resource = parse_personal(ctx.activity.text or "")
         if command == "request":
@@ -224,7 +224,7 @@ class TeamsBot(TeamsActivityHandler):  # type: ignore[misc]  # botbuilder is unt
         try:
             person = await self.person(ctx)
         except Refused as exc:
-            await ctx.send_activity(card_activity(self.error(exc.message)))
+            await ctx.send_activity(card_activity(self.error(refusal_text(exc))))
             return
         admin_channel = self.clearance.policy.admins.teams_channel
         in_admin_channel = bool(admin_channel) and channel_of(activity) == admin_channel
@@ -321,13 +321,13 @@ class TeamsBot(TeamsActivityHandler):  # type: ignore[misc]  # botbuilder is unt
                 request_id, person.email, "deny", reason, expected_stage=stage
             )
         except Refused as exc:
-            if "reason" not in exc.by_field():
+            if "reason" not in field_errors(exc):
                 return await self.outdated_or_refused(ctx, person, request_id, exc)
             # An approver who may deny: ask for the reason (an error only if one was typed).
             request = await self.clearance.get(request_id)
             extra = {
                 "private_metadata": f"{request_id}:{stage if stage is not None else ''}",
-                "errors": exc.by_field() if "reason" in data else {},
+                "errors": field_errors(exc) if "reason" in data else {},
                 "prefill": {"reason": reason},
             }
             return card_response(
@@ -416,7 +416,7 @@ class TeamsBot(TeamsActivityHandler):  # type: ignore[misc]  # botbuilder is unt
         except Refused as exc:
             await self.chat_log.release(key)  # nothing was made: the form may be sent again
             # Errors about anything the form has no input for are listed on top of it.
-            errors = exc.by_field(values)
+            errors = field_errors(exc, values)
             return card_response(
                 await self.form(person, values["resource"], prefill, errors=errors)
             )

@@ -17,6 +17,7 @@ from engine.access_request import AccessRequest, Status
 from engine.lifecycle import RequestDraft, decision_trail_allows
 from engine.policy import Policy
 from engine.refusals import Refused
+from message_templates import field_errors, refusal_text
 from storage.audit_log import AuditLog
 from storage.database import Database
 from storage.repository import Store
@@ -220,7 +221,7 @@ async def test_denial_at_the_second_stage_ends_the_request(
     before = await state_of(database)
     with pytest.raises(Refused) as refused:
         await clearance.decide(request.id, "dora@example.com", "deny", reason="   ")
-    assert refused.value.by_field() == {"reason": "Please give a reason for the denial."}
+    assert field_errors(refused.value) == {"reason": "Please give a reason for the denial."}
     assert await state_of(database) == before
 
     request = await clearance.decide(
@@ -241,7 +242,7 @@ async def test_denial_at_the_second_stage_ends_the_request(
         with pytest.raises(Refused) as refused:
             await clearance.decide(request.id, actor, "approve")
         assert refused.value.code == "not_pending"
-        assert "denied by dora@example.com" in refused.value.message
+        assert "denied by dora@example.com" in refusal_text(refused.value)
     assert await state_of(database) == before
 
 
@@ -367,7 +368,7 @@ async def test_bad_input_is_refused_by_field_and_nothing_is_written(
         try:
             await clearance.submit(draft)
         except Refused as refused:
-            if code not in {r.code for r in refused.refusals} or field not in refused.by_field():
+            if code not in {r.code for r in refused.refusals} or field not in field_errors(refused):
                 problems.append(f"{label}: expected {code} on {field}, got {refused.refusals}")
         else:
             problems.append(f"{label}: was accepted")
@@ -375,7 +376,7 @@ async def test_bad_input_is_refused_by_field_and_nothing_is_written(
 
     with pytest.raises(Refused) as refused:  # every problem is reported at once
         await clearance.submit(prod(duration="forever", justification="pls", ticket="nope"))
-    assert set(refused.value.by_field()) == {"duration", "justification", "ticket"}
+    assert set(field_errors(refused.value)) == {"duration", "justification", "ticket"}
     assert await state_of(database) == before
 
 

@@ -48,6 +48,7 @@ from engine.lifecycle import (
 )
 from engine.policy import Policy, PolicyError, load_policy, parse_policy
 from engine.refusals import Refused
+from message_templates import field_errors, refusal_text
 
 POLICY_YAML = """\
 admins:
@@ -274,8 +275,8 @@ def test_duration_over_max_is_refused() -> None:
     err = refused(
         lambda: submit(draft(duration="5h"), POLICY, DIR, T0, "r1"), None, "duration_over_max"
     )
-    assert err.message == "4h is the longest Two stage allows; you asked for 5h."
-    assert err.by_field() == {"duration": err.message}
+    assert refusal_text(err) == "4h is the longest Two stage allows; you asked for 5h."
+    assert field_errors(err) == {"duration": refusal_text(err)}
 
 
 @pytest.mark.parametrize("duration", ["forever", "4 hours", "0m"])
@@ -283,8 +284,8 @@ def test_malformed_duration_is_refused(duration: str) -> None:
     err = refused(
         lambda: submit(draft(duration=duration), POLICY, DIR, T0, "r1"), None, "bad_duration"
     )
-    assert list(err.by_field()) == ["duration"]
-    assert f"'{duration}'" in err.message
+    assert list(field_errors(err)) == ["duration"]
+    assert f"'{duration}'" in refusal_text(err)
 
 
 def test_duration_at_exactly_the_max_is_fine() -> None:
@@ -297,7 +298,7 @@ def test_justification_too_short() -> None:
         None,
         "justification_too_short",
     )
-    assert "at least 10 characters (you wrote 7)" in err.message
+    assert "at least 10 characters (you wrote 7)" in refusal_text(err)
 
 
 def test_justification_too_long() -> None:
@@ -306,13 +307,13 @@ def test_justification_too_long() -> None:
         None,
         "justification_too_long",
     )
-    assert "at most 200 characters (you wrote 201)" in err.message
+    assert "at most 200 characters (you wrote 201)" in refusal_text(err)
     assert submitted(justification="x" * 200).justification == "x" * 200
 
 
 def test_ticket_required() -> None:
     err = refused(lambda: submit(draft("ticketed"), POLICY, DIR, T0, "r1"), None, "ticket_required")
-    assert err.by_field() == {"ticket": "Ticketed needs a ticket id matching ^INC-[0-9]+$."}
+    assert field_errors(err) == {"ticket": "Ticketed needs a ticket id matching ^INC-[0-9]+$."}
 
 
 @pytest.mark.parametrize("ticket", ["CHG-1", "INC-", "INC-12 and more", "xINC-12"])
@@ -333,28 +334,28 @@ def test_requester_not_in_requesters_group_is_refused() -> None:
     err = refused(
         lambda: submit(draft(requester="out@x.com"), POLICY, DIR, T0, "r1"), None, "not_allowed"
     )
-    assert "only group:eng may request Two stage" in err.message
+    assert "only group:eng may request Two stage" in refusal_text(err)
 
 
 def test_unknown_person_is_refused() -> None:
     err = refused(
         lambda: submit(draft(requester="ghost@x.com"), POLICY, DIR, T0, "r1"), None, "not_allowed"
     )
-    assert "ghost@x.com is not in the directory" in err.message
+    assert "ghost@x.com is not in the directory" in refusal_text(err)
 
 
 def test_inactive_person_is_refused_even_in_the_requesters_group() -> None:
     err = refused(
         lambda: submit(draft(requester="ina@x.com"), POLICY, DIR, T0, "r1"), None, "not_allowed"
     )
-    assert "ina@x.com is marked inactive in the directory" in err.message
+    assert "ina@x.com is marked inactive in the directory" in refusal_text(err)
 
 
 def test_unknown_resource_lists_the_known_ids() -> None:
     err = refused(lambda: submit(draft("prod"), POLICY, DIR, T0, "r1"), None, "unknown_resource")
     known = ", ".join(r.id for r in POLICY.resources)
-    assert err.message == f"There is no resource 'prod'. Known resources: {known}"
-    assert err.by_field() == {"resource": err.message}
+    assert refusal_text(err) == f"There is no resource 'prod'. Known resources: {known}"
+    assert field_errors(err) == {"resource": refusal_text(err)}
 
 
 def test_request_for_another_principal_is_refused() -> None:
@@ -389,8 +390,8 @@ def test_every_field_error_is_reported_together() -> None:
         "justification_too_short",
         "ticket_mismatch",
     ]
-    assert set(err.by_field()) == {"resource", "duration", "justification", "ticket"}
-    assert err.by_field()["duration"] == "8h is the longest Ticketed allows; you asked for 9h."
+    assert set(field_errors(err)) == {"resource", "duration", "justification", "ticket"}
+    assert field_errors(err)["duration"] == "8h is the longest Ticketed allows; you asked for 9h."
 
 
 # --- who decides ---------------------------------------------------------------------------
@@ -402,7 +403,7 @@ def test_requester_never_approves_even_as_an_admin_listed_in_the_stage() -> None
     assert "adm@x.com" not in r.stage.approvers
     assert Exclusion("adm@x.com", "is the requester") in r.stage.excluded
     err = refused(lambda: decide(r, POLICY, DIR, "ADM@x.com", "approve", at(5)), r, "self_approval")
-    assert err.message == "You cannot decide on your own request."
+    assert refusal_text(err) == "You cannot decide on your own request."
     refused(
         lambda: decide(r, POLICY, DIR, "adm@x.com", "deny", at(5), reason="no"), r, "self_approval"
     )
@@ -433,7 +434,10 @@ def test_only_current_stage_approvers_decide() -> None:
     err = refused(
         lambda: decide(r, POLICY, DIR, "adm@x.com", "approve", at(5)), r, "not_an_approver"
     )
-    assert err.message == "Only ann@x.com, ben@x.com, cat@x.com can decide Review of this request."
+    assert (
+        refusal_text(err)
+        == "Only ann@x.com, ben@x.com, cat@x.com can decide Review of this request."
+    )
     refused(lambda: decide(r, POLICY, DIR, "out@x.com", "approve", at(5)), r, "not_an_approver")
     refused(
         lambda: decide(r, POLICY, DIR, "ghost@x.com", "deny", at(5), reason="x"),
@@ -447,7 +451,7 @@ def test_stale_expected_stage_is_refused() -> None:
     err = refused(
         lambda: decide(r, POLICY, DIR, "adm@x.com", "approve", at(20), expected_stage=0), r, "stale"
     )
-    assert "now at stage 2" in err.message
+    assert "now at stage 2" in refusal_text(err)
     assert approve(r, "adm@x.com").status is Status.APPROVED
     assert (
         decide(r, POLICY, DIR, "adm@x.com", "approve", at(20), expected_stage=1).request.status
@@ -470,7 +474,7 @@ def test_connector_identity_is_excluded_and_can_never_decide() -> None:
     assert "bot@x.com" not in r.stage.approvers
     assert Exclusion("bot@x.com", "executes grants for a connector") in r.stage.excluded
     err = refused(lambda: decide(r, POLICY, DIR, "bot@x.com", "approve", at(5)), r, "executor")
-    assert err.message == "The identity that executes grants cannot decide on requests."
+    assert refusal_text(err) == "The identity that executes grants cannot decide on requests."
 
 
 def test_quorum_of_two() -> None:
@@ -518,7 +522,7 @@ def test_one_denial_ends_the_request() -> None:
     assert [a.action for a in t.audit] == ["denied"]
     assert not decision_trail_allows(d)
     err = refused(lambda: decide(d, POLICY, DIR, "cat@x.com", "approve", at(16)), d, "not_pending")
-    assert err.message == "This request was already denied by ben@x.com."
+    assert refusal_text(err) == "This request was already denied by ben@x.com."
 
 
 @pytest.mark.parametrize("reason", ["", "   "])
@@ -529,7 +533,7 @@ def test_denial_needs_a_reason(reason: str) -> None:
         r,
         "reason_required",
     )
-    assert err.by_field() == {"reason": "Please give a reason for the denial."}
+    assert field_errors(err) == {"reason": "Please give a reason for the denial."}
 
 
 def test_overlong_reason_is_refused() -> None:
@@ -550,7 +554,7 @@ def test_decision_on_a_request_that_is_not_pending_is_refused(state: str) -> Non
         "expired": lambda: expire(active_two_stage(), at(600), V).request,
     }[state]()
     err = refused(lambda: decide(r, POLICY, DIR, "ada@x.com", "approve", at(700)), r, "not_pending")
-    assert "nothing to decide" in err.message
+    assert "nothing to decide" in refusal_text(err)
 
 
 def test_inactive_approver_is_skipped_with_a_reason() -> None:
@@ -567,12 +571,12 @@ def test_approver_deactivated_after_the_stage_started_cannot_decide() -> None:
     err = refused(
         lambda: decide(r, POLICY, later, "ann@x.com", "approve", at(5)), r, "not_eligible"
     )
-    assert err.message == "You cannot decide this request (inactive in the directory)."
+    assert refusal_text(err) == "You cannot decide this request (inactive in the directory)."
     gone = DirectorySnapshot(
         people={k: v for k, v in DIR.people.items() if k != "ann@x.com"}, groups=DIR.groups
     )
     err = refused(lambda: decide(r, POLICY, gone, "ann@x.com", "approve", at(5)), r, "not_eligible")
-    assert err.message == "You cannot decide this request (not found in the directory)."
+    assert refusal_text(err) == "You cannot decide this request (not found in the directory)."
 
 
 # --- how approval completes --------------------------------------------------------------
@@ -628,7 +632,8 @@ def test_break_glass_is_capped_at_its_own_max() -> None:
         "duration_over_max",
     )
     assert (
-        err.message == "1h is the longest break-glass access to Two stage allows; you asked for 2h."
+        refusal_text(err)
+        == "1h is the longest break-glass access to Two stage allows; you asked for 2h."
     )
 
 
@@ -863,7 +868,7 @@ def test_expire_only_when_due() -> None:
     a = active_two_stage(granted=at(40))
     assert a.expires_at == at(100)
     err = refused(lambda: expire(a, at(99.99), V), a, "not_due")
-    assert err.message == "This access has not reached its end yet."
+    assert refusal_text(err) == "This access has not reached its end yet."
     t = expire(a, at(100), V)
     e = t.request
     assert e.status is Status.EXPIRED and e.ended_at == at(100) and e.ended_by == SYSTEM_ACTOR
@@ -901,7 +906,7 @@ def test_requester_revokes_with_im_done() -> None:
 def test_admin_revokes_with_a_reason() -> None:
     a = active_two_stage()
     err = refused(lambda: revoke(a, POLICY, "ada@x.com", "  ", at(50)), a, "reason_required")
-    assert err.by_field() == {"reason": "Please give a reason for the revocation."}
+    assert field_errors(err) == {"reason": "Please give a reason for the revocation."}
     t = revoke(a, POLICY, "ADA@x.com", "suspicious activity", at(50))
     assert t.request.status is Status.REVOKED and t.request.ended_by == "ada@x.com"
     assert t.request.end_reason == "suspicious activity"
@@ -1129,7 +1134,7 @@ def test_extend_stops_at_the_cap_then_asks_for_a_new_request() -> None:
     twice = extend(once, POLICY, "req@x.com", at(300)).request
     assert twice.expires_at == at(600) and twice.self_extended == timedelta(hours=6)
     err = refused(lambda: extend(twice, POLICY, "req@x.com", at(310)), twice, "extension_cap")
-    assert "6h" in err.message and "new request" in err.message
+    assert "6h" in refusal_text(err) and "new request" in refusal_text(err)
 
 
 def test_no_reminder_is_planned_in_the_past_after_a_late_extend() -> None:
@@ -1157,7 +1162,7 @@ def test_only_the_requester_extends_and_only_active_access() -> None:
 def test_extend_without_a_rule_needs_approval() -> None:
     a = active_two_stage(granted=at(40))
     err = refused(lambda: extend(a, POLICY, "req@x.com", at(50)), a, "needs_approval")
-    assert "approval" in err.message
+    assert "approval" in refusal_text(err)
 
 
 # --- reminding approvers -------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from engine.refusals import Refusal, Refused
+from message_templates import field_errors
 
 REFUSED = Refused(
     Refusal("too_short", "Say more.", "justification"),
@@ -14,7 +15,7 @@ REFUSED = Refused(
 
 
 def test_by_field_keeps_the_first_message_of_each_field() -> None:
-    assert REFUSED.by_field() == {
+    assert field_errors(REFUSED) == {
         "justification": "Say more.",
         "duration": "At most 4h.",
         "principal": "Not for you.",
@@ -24,12 +25,12 @@ def test_by_field_keeps_the_first_message_of_each_field() -> None:
 def test_a_form_without_the_input_shows_the_message_elsewhere() -> None:
     form = {"resource", "duration", "justification"}
     # Slack can only show errors under inputs the modal has: a fallback input takes them.
-    assert REFUSED.by_field(form, "justification") == {
+    assert field_errors(REFUSED, form, "justification") == {
         "justification": "Say more.",
         "duration": "At most 4h.",
     }
     # A Teams card lists them on top, under their own field or code.
-    assert REFUSED.by_field(form) == {
+    assert field_errors(REFUSED, form) == {
         "justification": "Say more.",
         "duration": "At most 4h.",
         "principal": "Not for you.",
