@@ -16,7 +16,7 @@ from bot.notifier import Notifier
 from bot.usecases import Clearance
 from engine.access_request import Status
 from engine.lifecycle import SYSTEM_ACTOR, AuditRecord
-from engine.policy import PolicyError
+from engine.policy_loading import PolicyError
 from engine.refusals import Refusal, Refused
 from message_templates import refusal_text
 
@@ -206,5 +206,5 @@ class AdminCommands:
 
 def _one(args: list[str], usage: str) -> str:
     if not args:
-        raise Refused(Refusal("usage", f"Usage: {usage}"))
+        raise Refused(Refusal("usage", usage=usage))
     return args[0]

@@ -18,7 +18,7 @@ from bot.settings import Settings
 from engine.audit import AuditEvent, verify_chain
 from engine.drift import REMOVAL_LIMIT
 from engine.durations import DurationError, format_duration, parse_duration
-from engine.policy import PolicyError, load_policy
+from engine.policy_loading import PolicyError, load_policy
 from engine.refusals import Refused
 from message_templates import render
 

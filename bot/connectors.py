@@ -6,7 +6,8 @@ from collections.abc import Callable, Mapping
 
 from adapters.ldap.connection import LdapSettings
 from adapters.scim.client import ScimSettings
-from engine.policy import Checks, ConnectorConfig, DirectoryConfig, Policy
+from engine.policy import ConnectorConfig, DirectoryConfig, Policy
+from engine.policy_checks import Checks
 from engine.ports import Entitlements
 
 # Every connector type this code base can run; `policy check` refuses any other.

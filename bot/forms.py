@@ -8,7 +8,7 @@ from typing import Any
 from bot.usecases import Clearance, snapshot_for
 from engine.access_request import AccessRequest
 from engine.durations import format_duration
-from engine.lifecycle import requester_problem
+from engine.eligibility import may_request
 from engine.policy import RISK_ORDER, Resource
 
 _PRESETS = [
@@ -45,7 +45,7 @@ async def requestable(clearance: Clearance, requester: str) -> list[Resource]:
     out = []
     for resource in policy.resources:
         directory = await snapshot_for(clearance.directory, policy, resource, requester)
-        if requester_problem(requester.lower(), resource, policy, directory) is None:
+        if may_request(requester.lower(), resource, directory) is None:
             out.append(resource)
     return out
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from engine.policy import Checks, Policy, load_policy
+from engine.policy import Policy
+from engine.policy_checks import Checks
+from engine.policy_loading import load_policy
 
 
 class PolicySource:

@@ -13,6 +13,7 @@ from typing import Any
 from engine.access_request import AccessRequest, Status
 from engine.directory import Person
 from engine.durations import format_duration
+from engine.eligibility import may_decide
 from engine.policy import Policy
 
 STATUS_LABELS = {
@@ -71,13 +72,7 @@ def request_view(
         and viewer
         and any(d.approver == viewer and d.stage == stage.index for d in request.decisions)
     )
-    can_decide = bool(
-        stage
-        and viewer
-        and viewer in stage.approvers
-        and not decided_here
-        and viewer != request.requester
-    )
+    can_decide = bool(viewer) and may_decide(request, viewer or "", policy) is None
     remaining = (request.expires_at - now).total_seconds() if request.expires_at else None
     return {
         "id": request.id,

@@ -18,7 +18,8 @@ from engine import lifecycle
 from engine.access_request import AccessRequest, Outcome
 from engine.approvers import Explanation, explain
 from engine.directory import DirectorySnapshot, Person, lookups_for
-from engine.lifecycle import AuditRecord, RequestDraft, Transition
+from engine.drafts import RequestDraft
+from engine.lifecycle import AuditRecord, Transition
 from engine.policy import Policy, Resource
 from engine.ports import Directory
 from engine.refusals import Refusal, Refused
@@ -119,15 +120,9 @@ class Clearance:
             if email:
                 person = await self.directory.person(email)
         if person is None:
-            raise Refused(
-                Refusal(
-                    "unknown_person",
-                    "Clearance does not know who you are: your chat account is not linked to "
-                    "anyone in the directory. Ask an admin to add you.",
-                )
-            )
+            raise Refused(Refusal("unknown_person"))
         if not person.active:
-            raise Refused(Refusal("inactive", "Your account is inactive in the directory."))
+            raise Refused(Refusal("inactive"))
         return person
 
     # --- requests -----------------------------------------------------------------------
@@ -144,7 +139,7 @@ class Clearance:
                 return await self._save(transition, now)
             except StaleRequest:  # an id collision: draw another
                 continue
-        raise Refused(Refusal("busy", "Clearance is busy; please try again."))
+        raise Refused(Refusal("busy"))
 
     async def decide(
         self,
@@ -208,16 +203,14 @@ class Clearance:
         resource = policy.resource(resource_id)
         if resource is None:
             known = ", ".join(r.id for r in policy.resources)
-            raise Refused(
-                Refusal("unknown_resource", f"There is no resource '{resource_id}'. Known: {known}")
-            )
+            raise Refused(Refusal("unknown_resource", resource=resource_id, known=known))
         directory = await snapshot_for(self.directory, policy, resource, requester)
         return explain(requester, resource, policy, directory, self.clock.now())
 
     async def get(self, request_id: str) -> AccessRequest:
         request = await self.store.load(request_id)
         if request is None:
-            raise Refused(Refusal("unknown_request", f"There is no request '{request_id}'."))
+            raise Refused(Refusal("unknown_request", request=request_id))
         return request
 
     # --- timers and fulfilment (called by dispatcher handlers) ---------------------------
@@ -292,7 +285,7 @@ class Clearance:
             except StaleRequest:
                 continue
             return replace(transition, request=saved)
-        raise Refused(Refusal("busy", "This request is changing right now; please try again."))
+        raise Refused(Refusal("busy", what="request"))
 
     async def _save(self, transition: Transition, now: datetime) -> AccessRequest:
         saved = await self.store.save(transition, now)

@@ -1,8 +1,8 @@
 """Who approves a stage: dynamic rules resolved against the directory when the stage starts.
 
-Separation of duties lives here first (and is checked again when a decision arrives):
-the requester, the people who executed grants (connector identities), people who approved
-an earlier stage and people the directory marks inactive are never asked.
+Separation of duties (``engine.eligibility``) applies first: the requester, the people
+who execute grants (connector identities), people who approved an earlier stage and people
+the directory marks inactive are never asked; it is checked again when a decision arrives.
 """
 
 from __future__ import annotations
@@ -13,7 +13,10 @@ from datetime import datetime
 
 from engine.access_request import Exclusion, StageState
 from engine.directory import DirectoryView
-from engine.policy import Policy, Resource, Stage
+from engine.eligibility import exclusion_reason, may_request
+from engine.policy import Policy, Resource, Stage, expand_members
+from engine.refusals import Refusal
+from engine.rules import Admins, ApproverRule, Group, Manager, ResourceOwner, User
 
 
 @dataclass(frozen=True)
@@ -21,7 +24,7 @@ class Candidate:
     """Someone a rule names, before exclusions."""
 
     email: str
-    rule: str
+    rule: ApproverRule
 
 
 def manager_of(email: str, directory: DirectoryView, levels: int = 1) -> str | None:
@@ -40,7 +43,7 @@ def candidates(
     found: list[Candidate] = []
     notes: list[str] = []
 
-    def add(emails: Iterable[str], rule: str) -> None:
+    def add(emails: Iterable[str], rule: ApproverRule) -> None:
         emails = list(emails)
         if not emails:
             notes.append(f"{rule} names nobody")
@@ -49,59 +52,23 @@ def candidates(
                 found.append(Candidate(email.lower(), rule))
 
     for rule in stage.approvers:
-        if rule.startswith("manager"):
-            _, _, level = rule.partition(":")
-            manager = manager_of(requester, directory, int(level or 1))
+        if isinstance(rule, Manager):
+            manager = manager_of(requester, directory, rule.levels)
             if manager is None:
                 notes.append(f"{rule}: {requester} has no manager that far up in the directory")
             add([manager] if manager else [], rule)
-        elif rule == "resource_owner":
-            add(_expand(resource.owners, directory), rule)
-        elif rule == "admins":
+        elif isinstance(rule, ResourceOwner):
+            add(expand_members(resource.owners, directory.members), rule)
+        elif isinstance(rule, Admins):
             add(policy.admins.users, rule)
-        elif rule.startswith("group:"):
-            members = directory.members(rule.removeprefix("group:"))
+        elif isinstance(rule, Group):
+            members = directory.members(rule.name)
             if members is None:
                 notes.append(f"{rule}: no such group in the directory")
             add(members or (), rule)
-        elif rule.startswith("user:"):
-            add([rule.removeprefix("user:")], rule)
+        elif isinstance(rule, User):
+            add([rule.email], rule)
     return found, notes
-
-
-def _expand(entries: Iterable[str], directory: DirectoryView) -> list[str]:
-    out: list[str] = []
-    for entry in entries:
-        if entry.startswith("group:"):
-            out.extend(directory.members(entry.removeprefix("group:")) or ())
-        else:
-            out.append(entry)
-    return out
-
-
-def exclusion_reason(
-    email: str,
-    requester: str,
-    policy: Policy,
-    directory: DirectoryView,
-    approved_elsewhere: Iterable[str] = (),
-    resource: Resource | None = None,
-) -> str | None:
-    """Why this person may not approve, or None when they may."""
-    if email == requester.lower():
-        return "is the requester"
-    if email in policy.executor_identities:
-        return "executes grants for a connector"
-    if email in approved_elsewhere and not (
-        resource and resource.allow_same_approver_across_stages
-    ):
-        return "already approved an earlier stage"
-    person = directory.person(email)
-    if person is None:
-        return "not found in the directory"
-    if not person.active:
-        return "inactive in the directory"
-    return None
 
 
 def resolve_stage(
@@ -161,7 +128,7 @@ class StageExplanation:
 
     index: int
     label: str
-    rules: tuple[str, ...]
+    rules: tuple[str, ...]  # as written in the policy
     quorum: str
     approvers: tuple[str, ...]
     excluded: tuple[Exclusion, ...]
@@ -178,7 +145,7 @@ class Explanation:
     resource: Resource
     auto_approve: bool
     may_request: bool
-    request_problem: str | None
+    request_problem: Refusal | None
     stages: tuple[StageExplanation, ...]
 
 
@@ -190,10 +157,8 @@ def explain(
     Someone who is the only possible approver of an earlier stage must approve it, so they
     are shown as excluded from later stages; others are noted as able to approve only one.
     """
-    from engine.lifecycle import requester_problem  # one rule, one place
-
     requester = requester.lower()
-    problem = requester_problem(requester, resource, policy, directory)
+    problem = may_request(requester, resource, directory)
     stages: list[StageExplanation] = []
     forced: set[str] = set()
     earlier: dict[str, int] = {}
@@ -211,7 +176,7 @@ def explain(
             StageExplanation(
                 index=index,
                 label=stage.label(index),
-                rules=stage.approvers,
+                rules=tuple(str(r) for r in stage.approvers),
                 quorum=quorum,
                 approvers=state.approvers if state else (),
                 excluded=state.excluded if state else (),

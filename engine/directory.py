@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from engine.policy import Policy, Resource
+from engine.rules import Group, Manager, User
 
 
 @dataclass(frozen=True)
@@ -78,18 +79,12 @@ def lookups_for(resource: Resource, policy: Policy) -> Lookups:
     groups: set[str] = set()
     people: set[str] = set(policy.admins.users)
     depth = 0
-    for entry in (*resource.owners, *(resource.requesters or ())):
-        if entry.startswith("group:"):
-            groups.add(entry.removeprefix("group:"))
-        elif entry != "everyone":
-            people.add(entry.removeprefix("user:").lower())
-    for stage in resource.approval:
-        for rule in stage.approvers:
-            if rule.startswith("group:"):
-                groups.add(rule.removeprefix("group:"))
-            elif rule.startswith("user:"):
-                people.add(rule.removeprefix("user:"))
-            elif rule.startswith("manager"):
-                _, _, level = rule.partition(":")
-                depth = max(depth, int(level or 1))
+    rules = [rule for stage in resource.approval for rule in stage.approvers]
+    for entry in (*resource.owners, *(resource.requesters or ()), *rules):
+        if isinstance(entry, Group):
+            groups.add(entry.name)
+        elif isinstance(entry, User):
+            people.add(entry.email)
+        elif isinstance(entry, Manager):
+            depth = max(depth, entry.levels)
     return Lookups(groups=frozenset(groups), manager_depth=depth, people=frozenset(people))

@@ -10,7 +10,6 @@ with a message a person can act on; a refusal changes nothing.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -21,12 +20,12 @@ from engine.access_request import (
     ApprovalMode,
     Decision,
     Outcome,
-    PrincipalKind,
     Status,
 )
-from engine.approvers import exclusion_reason, resolve_stage
+from engine.approvers import resolve_stage
 from engine.directory import DirectoryView
-from engine.durations import DurationError, format_duration, parse_duration
+from engine.drafts import RequestDraft, validate_draft
+from engine.durations import format_duration
 from engine.effects import (
     Deprovision,
     Effect,
@@ -40,7 +39,8 @@ from engine.effects import (
     RemindAt,
     TimeoutAt,
 )
-from engine.policy import JUSTIFICATION_HARD_LIMIT, Policy, Resource
+from engine.eligibility import closed, may_decide, waiting_for
+from engine.policy import Policy, Resource
 from engine.refusals import Refusal, Refused
 
 SYSTEM_ACTOR = "clearance"  # the actor of events nobody clicked: timers, auto-approval
@@ -69,20 +69,6 @@ class Transition:
     decision: Decision | None = None
 
 
-@dataclass(frozen=True)
-class RequestDraft:
-    """What someone filled in on the request form (or sent through the API)."""
-
-    requester: str
-    resource_id: str
-    justification: str
-    duration: str | timedelta | None = None
-    ticket: str | None = None
-    principal: str | None = None
-    principal_kind: PrincipalKind = "human"
-    break_glass: bool = False
-
-
 def _audit(
     request: AccessRequest, action: str, actor: str, policy_version: str, **details: Any
 ) -> AuditRecord:
@@ -100,149 +86,7 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-# --- who may ask -------------------------------------------------------------------------
-
-
-def requester_problem(
-    requester: str, resource: Resource, policy: Policy, directory: DirectoryView
-) -> str | None:
-    """Why this person may not request this resource, or None when they may."""
-    person = directory.person(requester)
-    if person is None:
-        return (
-            f"{requester} is not in the directory, so Clearance cannot tell who should "
-            "approve; ask an admin to add you"
-        )
-    if not person.active:
-        return f"{requester} is marked inactive in the directory"
-    if resource.requesters is None:
-        return None
-    for entry in resource.requesters:
-        if entry == "everyone":
-            return None
-        if entry.startswith("group:"):
-            if requester in (directory.members(entry.removeprefix("group:")) or ()):
-                return None
-        elif entry.removeprefix("user:").lower() == requester:
-            return None
-    allowed = ", ".join(resource.requesters)
-    return f"only {allowed} may request {resource.name}"
-
-
 # --- submitting ----------------------------------------------------------------------------
-
-
-def validate_draft(
-    draft: RequestDraft, policy: Policy, directory: DirectoryView
-) -> tuple[Resource, timedelta, str, str | None]:
-    """Check a draft against the policy; raise Refused with every problem, field by field."""
-    requester = draft.requester.lower()
-    resource = policy.resource(draft.resource_id)
-    if resource is None:
-        known = ", ".join(r.id for r in policy.resources)
-        raise Refused(
-            Refusal(
-                "unknown_resource",
-                f"There is no resource '{draft.resource_id}'. Known resources: {known}",
-                "resource",
-            )
-        )
-    refusals: list[Refusal] = []
-    problem = requester_problem(requester, resource, policy, directory)
-    if problem is not None:
-        refusals.append(Refusal("not_allowed", f"You may not request this: {problem}.", "resource"))
-    principal = (draft.principal or requester).lower()
-    if principal != requester:
-        refusals.append(
-            Refusal(
-                "principal_not_allowed",
-                "Requests on behalf of another principal are not enabled for this resource.",
-                "principal",
-            )
-        )
-
-    cap = resource.duration.max
-    if draft.break_glass:
-        if resource.break_glass is None:
-            refusals.append(
-                Refusal(
-                    "break_glass_not_allowed",
-                    f"{resource.name} has no break-glass access; request it the normal way.",
-                    "resource",
-                )
-            )
-        else:
-            cap = resource.break_glass.max
-    duration = resource.duration.default if not draft.break_glass else cap
-    if isinstance(draft.duration, timedelta):
-        duration = draft.duration
-    elif draft.duration is not None and draft.duration.strip():
-        try:
-            duration = parse_duration(draft.duration)
-        except DurationError as exc:
-            refusals.append(
-                Refusal("bad_duration", str(exc)[0].upper() + str(exc)[1:] + ".", "duration")
-            )
-    if duration <= timedelta(0):
-        refusals.append(
-            Refusal("bad_duration", "The duration must be longer than zero.", "duration")
-        )
-    elif duration > cap:
-        kind = "break-glass access to " if draft.break_glass else ""
-        refusals.append(
-            Refusal(
-                "duration_over_max",
-                f"{format_duration(cap)} is the longest {kind}{resource.name} allows; "
-                f"you asked for {format_duration(duration)}.",
-                "duration",
-            )
-        )
-
-    rule = resource.justification
-    justification = draft.justification.strip()
-    if len(justification) < rule.min_length:
-        refusals.append(
-            Refusal(
-                "justification_too_short",
-                f"Please explain why you need this access in at least {rule.min_length} "
-                f"characters (you wrote {len(justification)}).",
-                "justification",
-            )
-        )
-    elif len(justification) > (limit := min(rule.max_length, JUSTIFICATION_HARD_LIMIT)):
-        refusals.append(
-            Refusal(
-                "justification_too_long",
-                f"The justification can be at most {limit} characters"
-                f" (you wrote {len(justification)}).",
-                "justification",
-            )
-        )
-    ticket = (draft.ticket or "").strip() or None
-    if rule.ticket is not None:
-        if ticket is None:
-            refusals.append(
-                Refusal(
-                    "ticket_required",
-                    f"{resource.name} needs a ticket id matching {rule.ticket}.",
-                    "ticket",
-                )
-            )
-        elif not re.fullmatch(rule.ticket, ticket):
-            refusals.append(
-                Refusal(
-                    "ticket_mismatch",
-                    f"'{ticket[:80]}' is not a valid ticket id here (expected {rule.ticket}).",
-                    "ticket",
-                )
-            )
-    if ticket is not None and len(ticket) > 100:
-        refusals.append(
-            Refusal("ticket_too_long", "A ticket id is at most 100 characters.", "ticket")
-        )
-    if refusals:
-        raise Refused(*refusals)
-    return resource, duration, justification, ticket
 
 
 def submit(
@@ -253,7 +97,13 @@ def submit(
     request_id: str,
 ) -> Transition:
     """Create a request: validate it, then auto-approve, break glass, or start stage 1."""
-    resource, duration, justification, ticket = validate_draft(draft, policy, directory)
+    valid = validate_draft(draft, policy, directory)
+    resource, duration, justification, ticket = (
+        valid.resource,
+        valid.duration,
+        valid.justification,
+        valid.ticket,
+    )
     requester = draft.requester.lower()
     mode: ApprovalMode = (
         "break_glass" if draft.break_glass else "auto" if resource.auto_approve else "stages"
@@ -396,15 +246,6 @@ def _start_stage(
 # --- deciding ------------------------------------------------------------------------------
 
 
-def _closed_message(request: AccessRequest) -> str:
-    denial = request.denial
-    if request.status is Status.DENIED and denial is not None:
-        return f"This request was already denied by {denial.approver}."
-    if request.status is Status.PENDING:
-        return "This request is still waiting for approval."
-    return f"This request is already {request.status.value.replace('_', ' ')}; nothing to decide."
-
-
 def decide(
     request: AccessRequest,
     policy: Policy,
@@ -418,56 +259,15 @@ def decide(
     """Record one approver's decision on the current stage, and move the request on."""
     actor = actor.lower()
     reason = reason.strip()
+    if (refusal := may_decide(request, actor, policy, directory, expected_stage)) is not None:
+        raise Refused(refusal)
     stage = request.stage
-    if stage is None:
-        raise Refused(Refusal("not_pending", _closed_message(request)))
-    if expected_stage is not None and expected_stage != stage.index:
-        raise Refused(
-            Refusal(
-                "stale",
-                f"This card is out of date: the request is now at {stage.label}.",
-            )
-        )
-    if actor == request.requester:
-        raise Refused(Refusal("self_approval", "You cannot decide on your own request."))
-    if actor in policy.executor_identities:
-        raise Refused(
-            Refusal("executor", "The identity that executes grants cannot decide on requests.")
-        )
-    if any(d.approver == actor and d.stage == stage.index for d in request.decisions):
-        raise Refused(Refusal("already_decided", f"You already decided {stage.label}."))
+    assert stage is not None  # may_decide refuses a request that is not pending
     resource = policy.resource(request.resource_id)
-    if actor in request.approvers_of_other_stages(stage.index) and not (
-        resource and resource.allow_same_approver_across_stages
-    ):
-        raise Refused(
-            Refusal(
-                "second_stage",
-                "You approved an earlier stage of this request; one person approves one stage.",
-            )
-        )
-    if actor not in stage.approvers:
-        raise Refused(
-            Refusal(
-                "not_an_approver",
-                f"Only {', '.join(stage.approvers)} can decide {stage.label} of this request.",
-            )
-        )
-    # The person may have left or been deactivated since the stage started.
-    late_reason = exclusion_reason(actor, request.requester, policy, directory, (), resource)
-    if late_reason is not None:
-        raise Refused(
-            # Reasons read after a name ("x inactive in the directory"), not after "you".
-            Refusal("not_eligible", f"You cannot decide this request ({late_reason}).")
-        )
     if outcome == "deny" and not reason:
-        raise Refused(Refusal("reason_required", "Please give a reason for the denial.", "reason"))
+        raise Refused(Refusal("reason_required", "reason", action="deny"))
     if len(reason) > DENY_REASON_MAX:
-        raise Refused(
-            Refusal(
-                "reason_too_long", f"Keep the reason under {DENY_REASON_MAX} characters.", "reason"
-            )
-        )
+        raise Refused(Refusal("reason_too_long", "reason", max=DENY_REASON_MAX))
 
     decision = Decision(stage=stage.index, approver=actor, outcome=outcome, at=now, reason=reason)
     request = request.evolve(decisions=(*request.decisions, decision))
@@ -509,13 +309,7 @@ def decide(
     next_index = stage.index + 1
     if next_index < request.stage_count:
         if resource is None or next_index >= len(resource.approval):
-            raise Refused(
-                Refusal(
-                    "resource_changed",
-                    f"The policy for '{request.resource_id}' changed while this request was "
-                    "pending; an admin must revoke it and the requester ask again.",
-                )
-            )
+            raise Refused(Refusal("resource_changed", resource=request.resource_id))
         effects.append(
             NotifyPerson(request.id, email=request.requester, template="decision_recorded")
         )
@@ -535,9 +329,9 @@ def cancel(request: AccessRequest, actor: str, now: datetime, policy_version: st
     """The requester withdraws a request nobody has acted on fully yet."""
     actor = actor.lower()
     if actor != request.requester:
-        raise Refused(Refusal("not_requester", "Only the requester can cancel this request."))
+        raise Refused(Refusal("not_requester"))
     if request.status not in (Status.PENDING, Status.APPROVED):
-        raise Refused(Refusal("not_cancellable", _closed_message(request)))
+        raise Refused(Refusal("not_cancellable", **closed(request)))
     request = request.evolve(
         status=Status.CANCELLED, ended_at=now, ended_by=actor, pending_deadline=None
     )
@@ -551,9 +345,9 @@ def cancel(request: AccessRequest, actor: str, now: datetime, policy_version: st
 def time_out(request: AccessRequest, now: datetime, policy_version: str) -> Transition:
     """Nobody decided in time: the request ends, and everyone's card says so."""
     if request.status is not Status.PENDING or request.pending_deadline is None:
-        raise Refused(Refusal("not_pending", _closed_message(request)))
+        raise Refused(Refusal("not_pending", **closed(request)))
     if now < request.pending_deadline:
-        raise Refused(Refusal("not_due", "This request has not reached its deadline yet."))
+        raise Refused(Refusal("not_due", what="request"))
     request = request.evolve(
         status=Status.TIMED_OUT,
         ended_at=now,
@@ -578,7 +372,7 @@ def provisioning_started(request: AccessRequest, now: datetime, policy_version: 
     if request.status is Status.PROVISIONING:
         return Transition(request)  # a retry after a crash: nothing new to record
     if request.status is not Status.APPROVED:
-        raise Refused(Refusal("not_approved", _closed_message(request)))
+        raise Refused(Refusal("not_approved", **closed(request)))
     request = request.evolve(status=Status.PROVISIONING)
     return Transition(
         request,
@@ -601,7 +395,7 @@ def grant_confirmed(
 ) -> Transition:
     """The connector confirmed the membership: access is active and its clock starts now."""
     if request.status not in (Status.APPROVED, Status.PROVISIONING):
-        raise Refused(Refusal("not_provisioning", _closed_message(request)))
+        raise Refused(Refusal("not_provisioning", **closed(request)))
     expires_at = now + request.duration
     request = request.evolve(status=Status.ACTIVE, granted_at=now, expires_at=expires_at)
     trail = [
@@ -639,7 +433,7 @@ def grant_failed(
     before the error reached us, as after a timeout; False when the target refused it.
     """
     if request.status not in (Status.APPROVED, Status.PROVISIONING):
-        raise Refused(Refusal("not_provisioning", _closed_message(request)))
+        raise Refused(Refusal("not_provisioning", **closed(request)))
     was = request.status
     request = request.evolve(status=Status.FAILED, failure=error, ended_at=now)
     effects: list[Effect] = [
@@ -671,9 +465,9 @@ def grant_failed(
 def expire(request: AccessRequest, now: datetime, policy_version: str) -> Transition:
     """Access reached its end: remove it (an overdue grant found at start-up ends at once)."""
     if request.status is not Status.ACTIVE or request.expires_at is None:
-        raise Refused(Refusal("not_active", _closed_message(request)))
+        raise Refused(Refusal("not_active", **closed(request)))
     if now < request.expires_at:
-        raise Refused(Refusal("not_due", "This access has not reached its end yet."))
+        raise Refused(Refusal("not_due", what="access"))
     request = request.evolve(
         status=Status.EXPIRED, ended_at=now, ended_by=SYSTEM_ACTOR, end_reason="expired"
     )
@@ -714,31 +508,18 @@ def extend(request: AccessRequest, policy: Policy, actor: str, now: datetime) ->
     """
     actor = actor.lower()
     if actor != request.requester:
-        raise Refused(Refusal("not_allowed", "Only the requester can extend this access."))
+        raise Refused(Refusal("not_allowed", action="extend"))
     if request.status is not Status.ACTIVE or request.expires_at is None:
-        raise Refused(Refusal("not_active", _closed_message(request)))
+        raise Refused(Refusal("not_active", **closed(request)))
     if now >= request.expires_at:
-        raise Refused(Refusal("not_active", "This access has already reached its end."))
+        raise Refused(Refusal("not_active", ended=True))
     resource = policy.resource(request.resource_id)
     rule = resource.extend if resource else None
     if resource is None or rule is None:
-        raise Refused(
-            Refusal(
-                "needs_approval",
-                "More time for this resource is a new request that goes through approval.",
-            )
-        )
+        raise Refused(Refusal("needs_approval"))
     left = rule.self_service - request.self_extended
     if left <= timedelta(0):
-        raise Refused(
-            Refusal(
-                "extension_cap",
-                (
-                    f"You have already extended this access by {format_duration(rule.self_service)}"
-                    ", the most allowed without approval; more time is a new request."
-                ),
-            )
-        )
+        raise Refused(Refusal("extension_cap", cap=format_duration(rule.self_service)))
     added = min(rule.step or resource.duration.default, left)
     expires_at = request.expires_at + added
     request = request.evolve(expires_at=expires_at, self_extended=request.self_extended + added)
@@ -774,15 +555,11 @@ def revoke(
     reason = reason.strip()
     is_requester = actor == request.requester
     if not (is_requester or policy.is_admin(actor)):
-        raise Refused(
-            Refusal("not_allowed", "Only the requester or a Clearance admin can revoke this.")
-        )
+        raise Refused(Refusal("not_allowed", action="revoke"))
     if request.status.is_final:
-        raise Refused(Refusal("already_ended", _closed_message(request)))
+        raise Refused(Refusal("already_ended", **closed(request)))
     if not is_requester and not reason:
-        raise Refused(
-            Refusal("reason_required", "Please give a reason for the revocation.", "reason")
-        )
+        raise Refused(Refusal("reason_required", "reason", action="revoke"))
     was = request.status
     request = request.evolve(
         status=Status.REVOKED,
@@ -813,7 +590,7 @@ def revoke(
 def deprovision_confirmed(request: AccessRequest, now: datetime, policy_version: str) -> Transition:
     """The connector confirmed the removal: the access has really ended."""
     if request.status not in (Status.EXPIRED, Status.REVOKED, Status.FAILED):
-        raise Refused(Refusal("not_ended", "This access has not been ended."))
+        raise Refused(Refusal("not_ended"))
     if request.deprovisioned_at is not None:
         return Transition(request)
     request = request.evolve(deprovisioned_at=now)
@@ -843,13 +620,9 @@ def deprovision_confirmed(request: AccessRequest, now: datetime, policy_version:
 def nudge_due(request: AccessRequest, stage: int, now: datetime) -> tuple[str, ...]:
     """Who should be reminded of ``stage`` now: its approvers who have not decided yet, if
     the stage is still the one waiting (empty once it was decided or moved on)."""
-    current = request.stage
-    if current is None or current.index != stage:
-        return ()
     if request.pending_deadline is not None and now >= request.pending_deadline:
         return ()
-    decided = {d.approver for d in request.decisions if d.stage == stage}
-    return tuple(a for a in current.approvers if a not in decided)
+    return waiting_for(request, stage)
 
 
 def reminder_due(request: AccessRequest, now: datetime, before: timedelta) -> bool:

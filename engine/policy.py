@@ -1,31 +1,33 @@
-"""Policy as code: the YAML file that says who may get what, for how long, approved by whom.
+"""Policy as code: the model of the YAML file that says who may get what, for how long,
+approved by whom.
 
-A policy is loaded whole or not at all. Every problem found is reported with the line it
-sits on (``FILE:LINE: message``) so a CI check or an admin's ``reload`` can point at it.
-The version of a policy is the SHA-256 of its bytes; requests and audit events record it.
+This module holds the validated shapes; ``engine.policy_loading`` reads a file into them
+(with line numbers for every problem) and ``engine.policy_checks`` checks what a schema
+cannot. The version of a policy is the SHA-256 of its bytes; requests and audit events
+record it.
 """
 
 from __future__ import annotations
 
-import hashlib
-import re
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
+from functools import cached_property
 from typing import Any, Literal
 
-import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from engine.durations import DurationError, format_duration, parse_duration
+from engine.durations import DurationError, parse_duration
+from engine.rules import (
+    ApproverRule,
+    Group,
+    OwnerEntry,
+    RequesterEntry,
+    is_email,
+    parse_approver_rule,
+    parse_owner,
+    parse_requester,
+)
 
 Risk = Literal["low", "medium", "high", "critical"]
 RISK_ORDER: tuple[Risk, ...] = ("low", "medium", "high", "critical")
@@ -33,10 +35,6 @@ RISK_ORDER: tuple[Risk, ...] = ("low", "medium", "high", "critical")
 AUTO_APPROVAL_MAX_RISK: Risk = "medium"
 JUSTIFICATION_HARD_LIMIT = 2000
 
-_STAGE_RULE = re.compile(
-    r"^(manager(:[1-9])?|resource_owner|admins|group:[^\s]+|user:[^\s@]+@[^\s@]+)$"
-)
-_EMAIL = re.compile(r"^[^\s@]+@[^\s@]+$")
 
 
 def _duration(value: object) -> timedelta:
@@ -69,7 +67,7 @@ class PersonEntry(_Strict):
     def _lower_email(cls, v: str | None) -> str | None:
         if v is None:
             return None
-        if not _EMAIL.match(v):
+        if not is_email(v):
             raise ValueError(f"'{v}' is not an email address")
         return v.lower()
 
@@ -152,7 +150,7 @@ class JustificationRule(_Strict):
 class Stage(_Strict):
     """One approval stage: who may approve (rules) and how many must."""
 
-    approvers: tuple[str, ...]
+    approvers: tuple[ApproverRule, ...]
     quorum: int | Literal["all"] = 1
     name: str | None = None
 
@@ -163,18 +161,14 @@ class Stage(_Strict):
             return {"approvers": [data]}
         return data
 
-    @field_validator("approvers")
+    @field_validator("approvers", mode="before")
     @classmethod
-    def _check_rules(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+    def _parse_rules(cls, v: object) -> object:
+        if not isinstance(v, list | tuple):
+            return v
         if not v:
             raise ValueError("a stage needs at least one approver rule")
-        for rule in v:
-            if not _STAGE_RULE.match(rule):
-                raise ValueError(
-                    f"unknown approver rule '{rule}'; use manager, manager:2, resource_owner, "
-                    "admins, group:<name> or user:<email>"
-                )
-        return tuple(r if not r.startswith("user:") else r.lower() for r in v)
+        return tuple(parse_approver_rule(r) if isinstance(r, str) else r for r in v)
 
     @field_validator("quorum")
     @classmethod
@@ -218,11 +212,11 @@ class Resource(_Strict):
     name: str
     description: str = ""
     risk: Risk
-    owners: tuple[str, ...] = ()
+    owners: tuple[OwnerEntry, ...] = ()
     grant: GrantTarget
     duration: DurationRule
     justification: JustificationRule = JustificationRule()
-    requesters: tuple[str, ...] | None = None
+    requesters: tuple[RequesterEntry, ...] | None = None
     approval: tuple[Stage, ...]
     auto_approve: bool = False
     # By default one person approves at most one stage of a request (four eyes per stage).
@@ -287,14 +281,23 @@ class Resource(_Strict):
     @classmethod
     def _lower_baseline(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         for member in v:
-            if not _EMAIL.match(member):
+            if not is_email(member):
                 raise ValueError(f"baseline member '{member}' is not an email address")
         return tuple(m.lower() for m in v)
 
-    @field_validator("owners")
+    @field_validator("owners", mode="before")
     @classmethod
-    def _lower_owners(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(o if o.startswith("group:") else o.lower() for o in v)
+    def _parse_owners(cls, v: object) -> object:
+        if isinstance(v, list | tuple):
+            return tuple(parse_owner(o) if isinstance(o, str) else o for o in v)
+        return v
+
+    @field_validator("requesters", mode="before")
+    @classmethod
+    def _parse_requesters(cls, v: object) -> object:
+        if isinstance(v, list | tuple):
+            return tuple(parse_requester(o) if isinstance(o, str) else o for o in v)
+        return v
 
 
 class PolicyDocument(_Strict):
@@ -304,6 +307,11 @@ class PolicyDocument(_Strict):
     directory: DirectoryConfig = DirectoryConfig()
     connectors: dict[str, ConnectorConfig] = Field(default_factory=dict)
     resources: tuple[Resource, ...]
+
+    @property
+    def executor_identities(self) -> frozenset[str]:
+        """Accounts that carry out grants; separation of duties keeps them from approving."""
+        return frozenset(c.identity.lower() for c in self.connectors.values() if c.identity)
 
 
 @dataclass(frozen=True)
@@ -331,12 +339,10 @@ class Policy:
     def is_admin(self, email: str) -> bool:
         return email.lower() in self.document.admins.users
 
-    @property
+    @cached_property
     def executor_identities(self) -> frozenset[str]:
         """Accounts that carry out grants; separation of duties keeps them from approving."""
-        return frozenset(
-            c.identity.lower() for c in self.document.connectors.values() if c.identity
-        )
+        return self.document.executor_identities
 
     def summary(self) -> str:
         res = self.document.resources
@@ -352,465 +358,13 @@ class Policy:
         )
 
 
-@dataclass(frozen=True)
-class PolicyProblem:
-    """One thing wrong with a policy file, at a line."""
-
-    source: str
-    line: int
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.source}:{self.line}: {self.message}"
-
-
-@dataclass
-class PolicyError(Exception):
-    """A policy that was refused, with every problem found in it."""
-
-    problems: list[PolicyProblem] = field(default_factory=list)
-
-    def __str__(self) -> str:
-        return "\n".join(str(p) for p in self.problems)
-
-
-Path_ = tuple[str | int, ...]
-
-
-class _LineMap:
-    """Where each key and list item sits in the YAML text, so errors can name a line."""
-
-    def __init__(self) -> None:
-        self.lines: dict[Path_, int] = {}
-        self.duplicates: list[tuple[int, str]] = []
-
-    def walk(self, node: yaml.Node, path: Path_ = ()) -> None:
-        self.lines.setdefault(path, node.start_mark.line + 1)
-        if isinstance(node, yaml.MappingNode):
-            seen: set[str] = set()
-            for key_node, value_node in node.value:
-                key = str(key_node.value)
-                if key in seen:
-                    self.duplicates.append((key_node.start_mark.line + 1, key))
-                seen.add(key)
-                self.lines[(*path, key)] = key_node.start_mark.line + 1
-                self.walk(value_node, (*path, key))
-                # The key's own line is the better pointer for the whole entry.
-                self.lines[(*path, key)] = key_node.start_mark.line + 1
-        elif isinstance(node, yaml.SequenceNode):
-            for index, item in enumerate(node.value):
-                self.walk(item, (*path, index))
-
-    def line_of(self, path: Iterable[str | int]) -> int:
-        parts = tuple(path)
-        while parts:
-            if parts in self.lines:
-                return self.lines[parts]
-            parts = parts[:-1]
-        return self.lines.get((), 1)
-
-
-def _dotted(loc: Iterable[str | int]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + part
-    return out
-
-
-ConnectorCheck = Callable[[str, "ConnectorConfig"], str | None]
-DirectoryCheck = Callable[["DirectoryConfig"], str | None]
-
-
-@dataclass(frozen=True)
-class Checks:
-    """Checks of adapter settings the engine cannot judge, reported at their lines."""
-
-    connector_types: Collection[str] | None = None
-    connector: ConnectorCheck | None = None
-    directory: DirectoryCheck | None = None
-
-
-def parse_policy(
-    text: bytes | str,
-    source: str = "<policy>",
-    checks: Checks | None = None,
-) -> Policy:
-    """Validate policy text and return it loaded, or raise PolicyError listing every problem."""
-    raw = text.encode() if isinstance(text, str) else text
-    version = hashlib.sha256(raw).hexdigest()
-    problems: list[PolicyProblem] = []
-
-    def problem(line: int, message: str) -> None:
-        problems.append(PolicyProblem(source, line, message))
-
-    try:
-        node = yaml.compose(raw.decode("utf-8"), Loader=yaml.SafeLoader)
-        data = yaml.safe_load(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise PolicyError([PolicyProblem(source, 1, "the file is not UTF-8 text")]) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else 1
-        reason = getattr(exc, "problem", None) or str(exc)
-        raise PolicyError([PolicyProblem(source, line, f"YAML syntax: {reason}")]) from None
-
-    lines = _LineMap()
-    if node is not None:
-        lines.walk(node)
-    for line, key in lines.duplicates:
-        problem(line, f"duplicate key '{key}' (the earlier value would be silently lost)")
-    if not isinstance(data, dict):
-        problem(1, "a policy is a mapping with at least a 'resources' list")
-        raise PolicyError(problems)
-    if isinstance(data.get("directory"), dict):
-        # Non-static directories carry their own settings; keep them apart from the schema.
-        directory = dict(data["directory"])
-        known = {"type", "people", "groups"}
-        options = {k: v for k, v in directory.items() if k not in known}
-        data["directory"] = {k: v for k, v in directory.items() if k in known} | {
-            "options": options
-        }
-
-    document, resources, failed = _validate_sections(data, lines, problem)
-    for line, message in _semantic_problems(document, resources, lines, checks or Checks(), failed):
-        problem(line, message)
-    if problems:
-        problems.sort(key=lambda p: p.line)
-        raise PolicyError(problems)
-    return Policy(
-        document=document.model_copy(update={"resources": tuple(r for _, r in resources)}),
-        version=version,
-        source=source,
-    )
-
-
-def _message(err: Any) -> str:
-    kind, loc = err["type"], tuple(err["loc"])
-    if kind == "extra_forbidden":
-        return f"unknown key '{loc[-1]}'"
-    if kind == "missing":
-        return f"missing required key '{loc[-1]}'"
-    return str(err["msg"]).removeprefix("Value error, ")
-
-
-def _validate_sections(
-    data: dict[str, Any], lines: _LineMap, problem: Callable[[int, str], None]
-) -> tuple[PolicyDocument, list[tuple[int, Resource]], frozenset[str]]:
-    """Validate each section and each resource on its own, so one run reports everything.
-
-    Resources that fail the schema are left out of the cross-reference checks; the rest
-    are still checked, except against top-level sections that failed (returned as the
-    third value), which would only add noise. The caller refuses the policy if any
-    problem was found.
-    """
-
-    def report(exc: ValidationError, prefix: Path_) -> None:
-        for err in exc.errors():
-            loc = (*prefix, *tuple(err["loc"]))
-            where = _dotted(loc)
-            text = _message(err)
-            problem(lines.line_of(loc), f"{where}: {text}" if where else text)
-
-    top = {k: v for k, v in data.items() if k != "resources"}
-    raw_resources = data.get("resources")
-    failed: frozenset[str] = frozenset()
-    try:
-        document = PolicyDocument.model_validate({**top, "resources": ()})
-    except ValidationError as exc:
-        report(exc, ())
-        failed = frozenset(_failed_keys(exc))
-        document = PolicyDocument.model_validate(
-            {k: v for k, v in {**top, "resources": ()}.items() if k not in failed}
-        )
-    resources: list[tuple[int, Resource]] = []
-    if raw_resources is None:
-        problem(lines.line_of(()), "missing required key 'resources' (a list of resources)")
-    elif not isinstance(raw_resources, list):
-        problem(lines.line_of(("resources",)), "resources: must be a list of resources")
-    else:
-        for index, item in enumerate(raw_resources):
-            try:
-                resources.append((index, Resource.model_validate(item)))
-            except ValidationError as exc:
-                report(exc, ("resources", index))
-    return document, resources, failed
-
-
-def _failed_keys(exc: ValidationError) -> set[str]:
-    """Top-level sections that failed; they are checked as if absent (already reported)."""
-    return {str(err["loc"][0]) for err in exc.errors() if err["loc"]}
-
-
-def load_policy(
-    path: str | Path,
-    checks: Checks | None = None,
-) -> Policy:
-    """Read and validate the policy file at ``path``."""
-    p = Path(path)
-    try:
-        raw = p.read_bytes()
-    except OSError as exc:
-        raise PolicyError(
-            [PolicyProblem(str(p), 1, f"cannot read the file: {exc.strerror}")]
-        ) from None
-    return parse_policy(raw, str(p), checks)
-
-
-def _semantic_problems(
-    doc: PolicyDocument,
-    resources: list[tuple[int, Resource]],
-    lines: _LineMap,
-    checks: Checks,
-    failed: frozenset[str] = frozenset(),
-) -> Iterator[tuple[int, str]]:
-    """Cross-references a schema cannot check: ids, groups, people, reachable approvers."""
-    connector_types = checks.connector_types
-    if checks.directory is not None and (problem := checks.directory(doc.directory)):
-        yield lines.line_of(("directory",)), problem
-    # A section that failed its schema is unknown, not empty: skip checks that rely on it.
-    static = doc.directory.type == "static" and "directory" not in failed
-    people = {p.email: p for p in doc.directory.people}
-    groups = doc.directory.groups
-
-    seen_people: set[str] = set()
-    seen_chat_ids: dict[str, str] = {}
-    for i, person in enumerate(doc.directory.people):
-        at = lines.line_of(("directory", "people", i))
-        if person.email in seen_people:
-            yield at, f"person {person.email} is listed twice in directory.people"
-        seen_people.add(person.email)
-        if person.manager is not None and person.manager == person.email:
-            yield at, f"{person.email} cannot be their own manager"
-        elif static and person.manager is not None and person.manager not in people:
-            yield (
-                lines.line_of(("directory", "people", i, "manager")),
-                f"manager {person.manager} of {person.email} is not in directory.people",
-            )
-        for attr in ("slack_id", "teams_id"):
-            chat_id = getattr(person, attr)
-            if chat_id is None:
-                continue
-            key = f"{attr}:{chat_id}"
-            if key in seen_chat_ids:
-                yield (
-                    at,
-                    f"{attr} {chat_id} is used by both {seen_chat_ids[key]} and {person.email}",
-                )
-            seen_chat_ids[key] = person.email
-
-    if static:
-        for name, members in groups.items():
-            for j, member in enumerate(members):
-                if member not in people:
-                    yield (
-                        lines.line_of(("directory", "groups", name, j)),
-                        f"member {member} of group '{name}' is not in directory.people",
-                    )
-        for j, admin in enumerate(doc.admins.users):
-            if admin not in people:
-                yield (
-                    lines.line_of(("admins", "users", j)),
-                    f"admin {admin} is not in directory.people",
-                )
-
-    executors = {c.identity.lower() for c in doc.connectors.values() if c.identity}
-    for name, conn in doc.connectors.items():
-        at = lines.line_of(("connectors", name))
-        if connector_types is not None and conn.type not in connector_types:
-            yield (
-                at,
-                (
-                    f"connector '{name}' has unknown type '{conn.type}'; "
-                    f"known types: {', '.join(sorted(connector_types))}"
-                ),
-            )
-    for admin in doc.admins.users:
-        if admin in executors:
-            yield (
-                lines.line_of(("admins", "users")),
-                (f"{admin} executes grants for a connector and so cannot be an admin who approves"),
-            )
-
-    def group_exists(rule: str, path: Path_) -> Iterator[tuple[int, str]]:
-        name = rule.removeprefix("group:")
-        if static and name not in groups:
-            yield lines.line_of(path), f"unknown group '{name}' (not in directory.groups)"
-
-    def person_exists(email: str, path: Path_, role: str) -> Iterator[tuple[int, str]]:
-        if static and email not in people:
-            yield lines.line_of(path), f"{role} {email} is not in directory.people"
-
-    seen_ids: set[str] = set()
-    for i, res in resources:
-        base: Path_ = ("resources", i)
-        if res.id in seen_ids:
-            yield lines.line_of((*base, "id")), f"duplicate resource id '{res.id}'"
-        seen_ids.add(res.id)
-        if res.grant.connector not in doc.connectors and "connectors" not in failed:
-            yield (
-                lines.line_of((*base, "grant", "connector")),
-                (
-                    f"resource '{res.id}' uses unknown connector '{res.grant.connector}'"
-                    + (f"; defined: {', '.join(sorted(doc.connectors))}" if doc.connectors else "")
-                ),
-            )
-        if res.duration.default > res.duration.max:
-            yield (
-                lines.line_of((*base, "duration", "default")),
-                (
-                    f"duration default {format_duration(res.duration.default)} is above "
-                    f"max {format_duration(res.duration.max)}"
-                ),
-            )
-        if res.break_glass is not None and res.break_glass.max > res.duration.max:
-            yield (
-                lines.line_of((*base, "break_glass", "max")),
-                (
-                    f"break_glass max {format_duration(res.break_glass.max)} is above the "
-                    f"resource's duration max {format_duration(res.duration.max)}"
-                ),
-            )
-        just = res.justification
-        if just.min_length > just.max_length:
-            yield (
-                lines.line_of((*base, "justification", "min_length")),
-                (
-                    f"justification min_length {just.min_length} is above "
-                    f"max_length {just.max_length}"
-                ),
-            )
-        if just.ticket is not None:
-            try:
-                re.compile(just.ticket)
-            except re.error as exc:
-                yield (
-                    lines.line_of((*base, "justification", "ticket")),
-                    (f"ticket pattern is not a valid regular expression: {exc}"),
-                )
-        if res.auto_approve and RISK_ORDER.index(res.risk) > RISK_ORDER.index(
-            AUTO_APPROVAL_MAX_RISK
-        ):
-            yield (
-                lines.line_of((*base, "approval")),
-                (
-                    f"resource '{res.id}' is {res.risk} risk; auto-approval is allowed up to "
-                    f"{AUTO_APPROVAL_MAX_RISK} risk only, list approval stages instead"
-                ),
-            )
-        yield from _extension_problems(res, base, lines)
-        if res.nudge_after is not None and res.nudge_after >= res.pending_timeout:
-            yield (
-                lines.line_of((*base, "nudge_after")),
-                (
-                    f"nudge_after {format_duration(res.nudge_after)} is not before the "
-                    f"pending_timeout {format_duration(res.pending_timeout)}; the stage would "
-                    "time out first"
-                ),
-            )
-        for j, owner in enumerate(res.owners):
-            path: Path_ = (*base, "owners", j)
-            if owner.startswith("group:"):
-                yield from group_exists(owner, path)
-            else:
-                yield from person_exists(owner, path, "owner")
-        for j, who in enumerate(res.requesters or ()):
-            path = (*base, "requesters", j)
-            if who.startswith("group:"):
-                yield from group_exists(who, path)
-            elif who != "everyone":
-                yield from person_exists(who.removeprefix("user:").lower(), path, "requester")
-        for k, stage in enumerate(res.approval):
-            spath: Path_ = (*base, "approval", k)
-            for j, rule in enumerate(stage.approvers):
-                rpath: Path_ = (*spath, "approvers", j) if len(stage.approvers) > 1 else spath
-                if rule.startswith("group:"):
-                    yield from group_exists(rule, rpath)
-                elif rule.startswith("user:"):
-                    yield from person_exists(rule.removeprefix("user:"), rpath, "approver")
-            bound = _static_approver_bound(stage, res, doc) if not failed else None
-            if bound == 0:
-                yield (
-                    lines.line_of(spath),
-                    (
-                        f"{stage.label(k)} of resource '{res.id}' has no possible approver "
-                        f"(nobody is named by {', '.join(stage.approvers)})"
-                    ),
-                )
-            elif bound is not None and isinstance(stage.quorum, int) and stage.quorum > bound:
-                yield (
-                    lines.line_of(spath),
-                    (
-                        f"{stage.label(k)} of resource '{res.id}' needs {stage.quorum} approvals "
-                        f"but only {bound} {'person' if bound == 1 else 'people'} can approve it"
-                    ),
-                )
-
-
-def _extension_problems(res: Resource, base: Path_, lines: _LineMap) -> Iterator[tuple[int, str]]:
-    """Self-service extension grants time without an approver: bounded like auto-approval."""
-    rule = res.extend
-    if rule is None:
-        return
-    if RISK_ORDER.index(res.risk) > RISK_ORDER.index(AUTO_APPROVAL_MAX_RISK):
-        yield (
-            lines.line_of((*base, "extend", "self_service")),
-            (
-                f"resource '{res.id}' is {res.risk} risk; self-service extension is allowed up "
-                f"to {AUTO_APPROVAL_MAX_RISK} risk only (it adds time without an approver)"
-            ),
-        )
-    if rule.self_service > res.duration.max:
-        yield (
-            lines.line_of((*base, "extend", "self_service")),
-            (
-                f"extend self_service {format_duration(rule.self_service)} is above the "
-                f"resource's duration max {format_duration(res.duration.max)}"
-            ),
-        )
-    if rule.step is not None and rule.step > rule.self_service:
-        yield (
-            lines.line_of((*base, "extend", "step")),
-            (
-                f"extend step {format_duration(rule.step)} is above its self_service cap "
-                f"{format_duration(rule.self_service)}"
-            ),
-        )
-
-
-def _static_approver_bound(stage: Stage, res: Resource, doc: PolicyDocument) -> int | None:
-    """How many people could approve a stage at most, or None when it depends on the requester."""
-    if doc.directory.type != "static":
-        return None
-    people: set[str] = set()
-    dynamic = 0
-    executors = {c.identity.lower() for c in doc.connectors.values() if c.identity}
-    for rule in stage.approvers:
-        if rule.startswith("manager"):
-            dynamic += 1
-        elif rule == "resource_owner":
-            people |= set(expand_members(res.owners, doc.directory.groups))
-        elif rule == "admins":
-            people |= set(doc.admins.users)
-        elif rule.startswith("group:"):
-            people |= set(doc.directory.groups.get(rule.removeprefix("group:"), ()))
-        elif rule.startswith("user:"):
-            people.add(rule.removeprefix("user:"))
-    people -= executors
-    if dynamic:
-        return None  # a manager rule depends on who asks
-    return len(people)
-
-
-def expand_members(entries: Iterable[str], groups: Mapping[str, Iterable[str]]) -> list[str]:
-    """People named by a list of emails and ``group:<name>`` entries, in order, without repeats."""
+def expand_members(
+    entries: Iterable[OwnerEntry], members: Callable[[str], Iterable[str] | None]
+) -> list[str]:
+    """People named by owner entries (people and groups), in order, without repeats."""
     out: list[str] = []
     for entry in entries:
-        names = (
-            groups.get(entry.removeprefix("group:"), ()) if entry.startswith("group:") else (entry,)
-        )
+        names = (members(entry.name) or ()) if isinstance(entry, Group) else (entry.email,)
         for name in names:
             if name.lower() not in out:
                 out.append(name.lower())

@@ -1,34 +1,50 @@
-"""Why the engine said no: error values a chat surface can show next to a form field."""
+"""Why the engine said no: error values a chat surface can show next to a form field.
+
+A refusal is a code and the facts behind it; what a person reads is worded in
+``message_templates/refusals.txt.j2`` (one macro per code), so the engine holds no prose.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Collection
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping
+from typing import Any
 
 
-@dataclass(frozen=True)
 class Refusal:
-    """One reason a request or decision was refused. ``field`` names the form input, if any."""
+    """One reason a request or decision was refused: a code, the form input it is about
+    (``field``, if any) and the parameters its wording needs."""
 
-    code: str
-    message: str
-    field: str | None = None
+    __slots__ = ("code", "field", "params")
+
+    def __init__(self, code: str, field: str | None = None, **params: Any) -> None:
+        self.code = code
+        self.field = field
+        self.params: Mapping[str, Any] = params
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, Refusal)
+            and (self.code, self.field, dict(self.params))
+            == (other.code, other.field, dict(other.params))
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.code, self.field))
+
+    def __repr__(self) -> str:
+        return f"Refusal({self.code!r}, field={self.field!r}, params={dict(self.params)!r})"
 
 
 class Refused(Exception):
     """Raised by engine transitions; nothing was changed. Carries every refusal found."""
 
     def __init__(self, *refusals: Refusal) -> None:
-        super().__init__("; ".join(r.message for r in refusals))
+        super().__init__(", ".join(r.code for r in refusals))
         self.refusals: tuple[Refusal, ...] = refusals
 
     @property
     def code(self) -> str:
         return self.refusals[0].code
-
-    @property
-    def message(self) -> str:
-        return str(self)
 
     def by_field(
         self, fields: Collection[str] | None = None, fallback: str | None = None

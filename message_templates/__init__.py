@@ -2,7 +2,8 @@
 
 ``render(platform, name, data)`` renders ``<platform>/<name>.<ext>.j2``: ``cli`` is plain
 text, ``slack`` is Block Kit JSON and ``teams`` Adaptive Card JSON (user text is escaped
-by the filters those templates use).
+by the filters those templates use). ``shared/`` holds plain-text wording every surface
+uses, such as why something was refused (``refusal_text``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import jinja2
 
 from engine.refusals import Refusal, Refused
 
-_EXTENSIONS = {"cli": "txt", "slack": "json", "teams": "json"}
+_EXTENSIONS = {"cli": "txt", "slack": "json", "teams": "json", "shared": "txt"}
 
 
 def mrkdwn(value: object) -> str:
@@ -146,6 +147,7 @@ def environment(platform: str) -> jinja2.Environment:
         utc_time=utc_time,
         one_line=one_line,
         byte_size=byte_size,
+        refusal=refusal_text,
     )
     return env
 
@@ -181,10 +183,27 @@ def templates(platform: str) -> list[str]:
 def refusal_text(refused: Refused | Refusal) -> str:
     """What a person reads about a refusal (every reason, joined), as plain text.
 
-    Surfaces escape it for their markup through their ``error`` template.
+    Worded by the macro named for its code in ``shared/refusals.txt.j2``; surfaces escape
+    the text for their markup through their ``error`` template.
     """
     refusals = refused.refusals if isinstance(refused, Refused) else (refused,)
-    return "; ".join(r.message for r in refusals)
+    return "; ".join(_refusal(r) for r in refusals)
+
+
+def _refusal(refusal: Refusal) -> str:
+    macro = getattr(_wording("refusals"), refusal.code, None)
+    if macro is None:
+        raise LookupError(f"no wording for refusal '{refusal.code}' in shared/refusals.txt.j2")
+    params = {
+        k: refusal_text(v) if isinstance(v, Refusal) else v for k, v in refusal.params.items()
+    }
+    return str(macro(**params)).strip()
+
+
+@cache
+def _wording(name: str) -> Any:
+    """The macros of a shared wording template (loaded once)."""
+    return environment("shared").get_template(f"{name}.txt.j2").module
 
 
 def field_errors(

@@ -22,7 +22,8 @@ from sqlalchemy.engine import make_url
 from adapters.static.directory import StaticDirectory
 from bot.policy_source import PolicySource
 from bot.usecases import Clearance
-from engine.policy import Policy, load_policy
+from engine.policy import Policy
+from engine.policy_loading import load_policy
 from storage.audit_log import AuditLog
 from storage.database import Database
 from storage.migrate import upgrade

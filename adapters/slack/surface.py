@@ -24,7 +24,7 @@ from bot.home import home_data
 from bot.notifier import Notifier
 from bot.usecases import EXTEND_NEEDS_REQUEST, Clearance
 from engine.directory import Person
-from engine.lifecycle import RequestDraft
+from engine.drafts import RequestDraft
 from engine.refusals import Refused
 from message_templates import field_errors, refusal_text, render_json
 from storage.chat_log import ChatLog

@@ -43,7 +43,7 @@ from bot.notifier import LIVE_TEMPLATES, Notifier
 from bot.usecases import EXTEND_NEEDS_REQUEST, Clearance
 from engine.access_request import AccessRequest
 from engine.directory import Person
-from engine.lifecycle import RequestDraft
+from engine.drafts import RequestDraft
 from engine.refusals import Refusal, Refused
 from message_templates import field_errors, refusal_text, render_json
 from storage.chat_log import ChatLog, SentMessage
@@ -296,7 +296,7 @@ class TeamsBot(TeamsActivityHandler):  # type: ignore[misc]  # botbuilder is unt
         """Teams asks for this viewer's own version of an approval card."""
         request = await self.clearance.get(_text(data, "request_id"))
         if not request.involves(person.email):
-            return self.refusal(Refused(Refusal("not_yours", "This request is not yours to see.")))
+            return self.refusal(Refused(Refusal("not_yours")))
         return card_response(await self.card("approval_card", request, person.email))
 
     async def on_approve(

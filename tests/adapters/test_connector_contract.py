@@ -20,7 +20,7 @@ from adapters.scim.client import ScimClient, ScimSettings
 from adapters.scim.entitlements import ScimGroups
 from adapters.slack.usergroups import SlackUserGroups
 from adapters.static.directory import StaticDirectory
-from engine.policy import parse_policy
+from engine.policy_loading import parse_policy
 from engine.ports import ConnectorError, ConnectorFailure, Entitlements
 from storage.database import Database
 from storage.locks import NamedLocks

@@ -12,7 +12,7 @@ from adapters.ldap.directory import LdapDirectory
 from adapters.scim.client import ScimClient, ScimSettings
 from adapters.scim.directory import ScimDirectory
 from adapters.static.directory import StaticDirectory
-from engine.policy import parse_policy
+from engine.policy_loading import parse_policy
 from engine.ports import Directory
 from tests.adapters.conftest import PEOPLE
 from tests.fakes.scim_server import ENTERPRISE, ScimServer

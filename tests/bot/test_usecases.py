@@ -14,7 +14,8 @@ from adapters.static.directory import StaticDirectory
 from bot.policy_source import PolicySource
 from bot.usecases import Clearance
 from engine.access_request import AccessRequest, Status
-from engine.lifecycle import RequestDraft, decision_trail_allows
+from engine.drafts import RequestDraft
+from engine.lifecycle import decision_trail_allows
 from engine.policy import Policy
 from engine.refusals import Refused
 from message_templates import field_errors, refusal_text
@@ -62,12 +63,16 @@ async def state_of(database: Database) -> dict[str, Any]:
 
 
 async def outbox_rows(database: Database, request_id: str, kind: str) -> list[dict[str, Any]]:
+    """Each row's effect as stored: its request (a column of its own) and its payload."""
     async with database.transaction() as session:
         rows = await session.execute(
-            text("SELECT payload FROM outbox WHERE request_id = :r AND kind = :k ORDER BY id"),
+            text(
+                "SELECT request_id, payload FROM outbox WHERE request_id = :r AND kind = :k"
+                " ORDER BY id"
+            ),
             {"r": request_id, "k": kind},
         )
-        return [json.loads(p) for (p,) in rows]
+        return [{"request_id": r, **json.loads(p)} for r, p in rows]
 
 
 async def audit_actions(database: Database, request_id: str) -> list[tuple[str, str, dict]]:

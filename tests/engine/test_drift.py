@@ -7,7 +7,8 @@ from textwrap import dedent
 import pytest
 
 from engine.drift import Holding, Missing, Target, Unexpected, find_drift, managed_targets
-from engine.policy import Policy, PolicyError, parse_policy
+from engine.policy import Policy
+from engine.policy_loading import PolicyError, parse_policy
 
 DB = Target("ldap", "db")
 SIGN = Target("ldap", "sign")

@@ -22,9 +22,9 @@ from hypothesis import strategies as st
 
 from engine.access_request import AccessRequest, Status
 from engine.directory import DirectorySnapshot, snapshot_from_policy
+from engine.drafts import RequestDraft
 from engine.effects import Deprovision, NotifyApprovers, NudgeAt, Provision, TimeoutAt
 from engine.lifecycle import (
-    RequestDraft,
     Transition,
     cancel,
     decide,
@@ -39,8 +39,10 @@ from engine.lifecycle import (
     submit,
     time_out,
 )
-from engine.policy import Policy, PolicyError, Resource, parse_policy
+from engine.policy import Policy, Resource
+from engine.policy_loading import PolicyError, parse_policy
 from engine.refusals import Refused
+from message_templates import refusal_text
 
 REQUESTER = "req@x.com"
 EXECUTOR = "bot@x.com"
@@ -446,7 +448,7 @@ def run(setup: Setup, events: list[tuple[Any, ...]]) -> tuple[AccessRequest, dat
             t = call()
         except Refused as refusal:
             assert request == before, "a refusal changed the request"
-            assert refusal.refusals and all(r.message for r in refusal.refusals)
+            assert refusal.refusals and all(refusal_text(r) for r in refusal.refusals)
             continue
         assert request == before, "a transition changed its input"
         if kind == "decide":

@@ -25,8 +25,8 @@ from bot.reconcile import DriftRun
 from bot.settings import Settings
 from engine.access_request import Status
 from engine.audit import AuditEvent, verify_chain
+from engine.drafts import RequestDraft
 from engine.drift import Target
-from engine.lifecycle import RequestDraft
 from storage.tables import OutboxRow
 from tests.fakes.clock import ManualClock
 from tests.fakes.slack_api import TOKEN, FakeSlack

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from bot.app import Components, build, start
 from bot.settings import Settings
 from engine.access_request import Status
-from engine.lifecycle import RequestDraft
+from engine.drafts import RequestDraft
 from storage.tables import OutboxRow
 from tests.fakes.clock import ManualClock
 from tests.fakes.slapd import ADMIN_PASSWORD, GROUPS, PLACEHOLDER, Slapd

@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestServer
 
 from bot.app import Components, build, start, web_app
 from bot.settings import Settings
-from engine.policy import load_policy
+from engine.policy_loading import load_policy
 from tests.conftest import EXAMPLE_POLICY
 from tests.fakes.clock import ManualClock
 from tests.fakes.slack_api import TOKEN, FakeSlack

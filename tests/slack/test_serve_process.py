@@ -6,7 +6,7 @@ import os
 import shutil
 from pathlib import Path
 
-from engine.policy import load_policy
+from engine.policy_loading import load_policy
 from tests.conftest import EXAMPLE_POLICY
 from tests.fakes.serve_process import serving, until
 from tests.fakes.slack_api import TOKEN, FakeSlack

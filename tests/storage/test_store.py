@@ -16,7 +16,8 @@ from engine import lifecycle
 from engine.access_request import AccessRequest, Status
 from engine.audit import GENESIS_HASH
 from engine.directory import DirectorySnapshot, snapshot_from_policy
-from engine.lifecycle import RequestDraft, Transition
+from engine.drafts import RequestDraft
+from engine.lifecycle import Transition
 from engine.policy import Policy
 from storage import audit_log
 from storage.audit_log import AuditLog

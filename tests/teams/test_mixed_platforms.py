@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestServer
 
 from bot.app import Components, build, start, web_app
 from engine.access_request import Status
-from engine.policy import load_policy
+from engine.policy_loading import load_policy
 from tests.fakes.clock import ManualClock
 from tests.fakes.slack_api import TOKEN, FakeSlack
 from tests.fakes.slack_driver import SIGNING_SECRET, SlackDriver

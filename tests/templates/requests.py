@@ -23,9 +23,9 @@ from bot.presentation import request_view
 from bot.reconcile import DriftRun
 from engine.access_request import AccessRequest, Decision, StageState, Status
 from engine.directory import DirectorySnapshot, Person, snapshot_from_policy
+from engine.drafts import RequestDraft
 from engine.drift import Holding, Target, find_drift
 from engine.lifecycle import (
-    RequestDraft,
     cancel,
     decide,
     deprovision_confirmed,
@@ -38,7 +38,8 @@ from engine.lifecycle import (
     submit,
     time_out,
 )
-from engine.policy import Policy, parse_policy
+from engine.policy import Policy
+from engine.policy_loading import parse_policy
 
 EXAMPLE_POLICY = Path(__file__).resolve().parents[2] / "examples" / "policy.yaml"
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
