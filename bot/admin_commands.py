@@ -18,18 +18,8 @@ from engine.access_request import Status
 from engine.lifecycle import SYSTEM_ACTOR, AuditRecord
 from engine.policy_loading import PolicyError
 from engine.refusals import Refusal, Refused
-from message_templates import refusal_text
+from message_templates import refusal_text, wording
 
-HELP = [
-    "help: this list",
-    "pending: requests waiting for approval",
-    "active: access granted right now",
-    "show <request>: one request with its decisions",
-    "revoke <request> <reason>: end access (or a pending request) now",
-    "audit <request>: the audit events of a request",
-    "policy: the policy in force (version and summary)",
-    "reload: read the policy file again (a broken file is refused; the old one stays)",
-]
 _MENTION = re.compile(r"^\s*(<@[A-Z0-9]+>|<at>[^<]*</at>)\s*")
 _LIST_LIMIT = 15
 
@@ -83,19 +73,18 @@ class AdminCommands:
         allowed = in_admin_channel and policy.is_admin(actor)
         await self._audit(actor, command, args, allowed)
         if not in_admin_channel:
-            return AdminReply("Not here", ["Admin commands work only in the admin channel."])
+            return AdminReply(_say("not_here_title"), [_say("not_here")])
         if not policy.is_admin(actor):
-            return AdminReply(
-                "Not allowed",
-                [f"{actor} is not a Clearance admin; admins are listed in the policy."],
-            )
+            return AdminReply(_say("not_allowed_title"), [_say("not_allowed", actor=actor)])
         handler = getattr(self, f"_cmd_{command}", None)
         if handler is None:
-            return AdminReply("Unknown command", [f"'{command}' is not a command.", *HELP])
+            return AdminReply(
+                _say("unknown_title"), [_say("unknown", command=command), *help_lines()]
+            )
         try:
             reply: AdminReply = await handler(actor, args)
         except Refused as exc:
-            return AdminReply("Refused", [refusal_text(exc)])
+            return AdminReply(_say("refused_title"), [refusal_text(exc)])
         return reply
 
     async def _audit(self, actor: str, command: str, args: list[str], allowed: bool) -> None:
@@ -111,37 +100,35 @@ class AdminCommands:
         )
 
     async def _cmd_help(self, _actor: str, _args: list[str]) -> AdminReply:
-        return AdminReply("Clearance admin commands", HELP)
+        return AdminReply(_say("help_title"), help_lines())
 
-    async def _list(self, title: str, statuses: list[Status], empty: str) -> AdminReply:
+    async def _list(self, name: str, statuses: list[Status]) -> AdminReply:
         found = await self.clearance.store.find(statuses, limit=_LIST_LIMIT + 1)
         views = [await self.notifier.view(r, None) for r in found[:_LIST_LIMIT]]
-        more = f"Showing the newest {_LIST_LIMIT}." if len(found) > _LIST_LIMIT else ""
-        return AdminReply(title, [] if views else [empty], views, footer=more)
+        more = _say("list_more", limit=_LIST_LIMIT) if len(found) > _LIST_LIMIT else ""
+        empty = [] if views else [_say(f"{name}_empty")]
+        return AdminReply(_say(f"{name}_title"), empty, views, footer=more)
 
     async def _cmd_pending(self, _actor: str, _args: list[str]) -> AdminReply:
-        return await self._list(
-            "Waiting for approval",
-            [Status.PENDING, Status.APPROVED, Status.PROVISIONING],
-            "Nothing is waiting.",
-        )
+        return await self._list("pending", [Status.PENDING, Status.APPROVED, Status.PROVISIONING])
 
     async def _cmd_active(self, _actor: str, _args: list[str]) -> AdminReply:
-        return await self._list("Active access", [Status.ACTIVE], "Nobody holds access right now.")
+        return await self._list("active", [Status.ACTIVE])
 
     async def _cmd_show(self, _actor: str, args: list[str]) -> AdminReply:
         request = await self.clearance.get(_one(args, "show <request>"))
         return AdminReply(
-            f"Request {request.id}", requests=[await self.notifier.view(request, None)]
+            _say("show_title", request=request.id),
+            requests=[await self.notifier.view(request, None)],
         )
 
     async def _cmd_revoke(self, actor: str, args: list[str]) -> AdminReply:
         if len(args) < 2:
-            return AdminReply("Usage", ["revoke <request> <reason>: the reason is required."])
+            return AdminReply(_say("usage_title"), [_say("revoke_usage")])
         request = await self.clearance.revoke(args[0], actor, args[1])
         return AdminReply(
-            f"Revoked {request.id}",
-            [f"{request.id} is revoked; the membership is removed now if it was granted."],
+            _say("revoked_title", request=request.id),
+            [_say("revoked", request=request.id)],
             [await self.notifier.view(request, None)],
         )
 
@@ -159,16 +146,22 @@ class AdminCommands:
             async for e in self.clearance.audit.events(request_id=request_id)
         ]
         shown = events[-40:]
-        footer = (
-            f"Showing the last {len(shown)} of {len(events)} events." if len(events) > 40 else ""
-        )
-        return AdminReply(f"Audit trail of {request_id}", events=shown, footer=footer)
+        more = len(events) > len(shown)
+        footer = _say("audit_more", shown=len(shown), total=len(events)) if more else ""
+        return AdminReply(_say("audit_title", request=request_id), events=shown, footer=footer)
 
     async def _cmd_policy(self, _actor: str, _args: list[str]) -> AdminReply:
         policy = self.clearance.policy
-        lines = [f"Version {policy.version}", policy.summary(), f"File: {policy.source}"]
-        lines += [f"{r.id}: {r.name} ({r.risk})" for r in policy.resources[:30]]
-        return AdminReply("Policy in force", lines)
+        lines = [
+            _say("policy_version", version=policy.version),
+            policy.summary(),
+            _say("policy_file", source=policy.source),
+        ]
+        lines += [
+            _say("policy_resource", id=r.id, name=r.name, risk=r.risk)
+            for r in policy.resources[:30]
+        ]
+        return AdminReply(_say("policy_title"), lines)
 
     async def _cmd_reload(self, actor: str, _args: list[str]) -> AdminReply:
         old = self.clearance.policy
@@ -178,9 +171,9 @@ class AdminCommands:
             shown = [str(p) for p in exc.problems[:20]]
             more = len(exc.problems) - len(shown)
             return AdminReply(
-                "Reload refused",
-                [*shown, *([f"... and {more} more"] if more > 0 else [])],
-                footer=f"The policy in force is unchanged (version {old.version[:12]}).",
+                _say("reload_refused_title"),
+                [*shown, *([_say("reload_more", more=more)] if more > 0 else [])],
+                footer=_say("reload_unchanged", version=old.version[:12]),
             )
         await self.clearance.record(
             AuditRecord(
@@ -196,15 +189,20 @@ class AdminCommands:
                 },
             )
         )
-        change = (
-            "unchanged"
-            if new.version == old.version
-            else f"{old.version[:12]} -> {new.version[:12]}"
-        )
-        return AdminReply("Policy reloaded", [new.summary(), f"Version {change}"])
+        change = _say("reloaded", old=old.version[:12], new=new.version[:12])
+        return AdminReply(_say("reloaded_title"), [new.summary(), change])
 
 
 def _one(args: list[str], usage: str) -> str:
     if not args:
         raise Refused(Refusal("usage", usage=usage))
     return args[0]
+
+
+def _say(phrase: str, **params: object) -> str:
+    return wording("admin", phrase, **params)
+
+
+def help_lines() -> list[str]:
+    """The admin commands and what each does, one per line."""
+    return _say("help").splitlines()

@@ -15,19 +15,7 @@ from engine.directory import Person
 from engine.durations import format_duration
 from engine.eligibility import may_decide
 from engine.policy import Policy
-
-STATUS_LABELS = {
-    Status.PENDING: "Waiting for approval",
-    Status.APPROVED: "Approved, being granted",
-    Status.PROVISIONING: "Approved, being granted",
-    Status.ACTIVE: "Access active",
-    Status.EXPIRED: "Expired",
-    Status.REVOKED: "Revoked",
-    Status.DENIED: "Denied",
-    Status.CANCELLED: "Cancelled",
-    Status.TIMED_OUT: "Timed out",
-    Status.FAILED: "Failed",
-}
+from message_templates import wording
 
 RISK_EMOJI = {
     "low": ":large_green_circle:",
@@ -77,7 +65,7 @@ def request_view(
     return {
         "id": request.id,
         "status": request.status.value,
-        "status_label": STATUS_LABELS[request.status],
+        "status_label": wording("labels", "status", value=request.status.value),
         "is_pending": request.status is Status.PENDING,
         "is_open": request.status.is_open,
         "is_active": request.status is Status.ACTIVE,

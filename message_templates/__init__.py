@@ -191,12 +191,17 @@ def refusal_text(refused: Refused | Refusal) -> str:
 
 
 def _refusal(refusal: Refusal) -> str:
-    macro = getattr(_wording("refusals"), refusal.code, None)
-    if macro is None:
-        raise LookupError(f"no wording for refusal '{refusal.code}' in shared/refusals.txt.j2")
     params = {
         k: refusal_text(v) if isinstance(v, Refusal) else v for k, v in refusal.params.items()
     }
+    return wording("refusals", refusal.code, **params)
+
+
+def wording(template: str, phrase: str, **params: Any) -> str:
+    """One phrase of a shared wording template (``shared/<template>.txt.j2``), as plain text."""
+    macro = getattr(_wording(template), phrase, None)
+    if macro is None:
+        raise LookupError(f"no wording for {template} '{phrase}' in shared/{template}.txt.j2")
     return str(macro(**params)).strip()
 
 

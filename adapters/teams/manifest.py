@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlparse
 
-from bot.admin_commands import HELP
+from bot.admin_commands import help_lines
 from message_templates import render
 
 _ACCENT = (0x1D, 0x35, 0x57)
@@ -26,7 +26,7 @@ def manifest_data(app_id: str, url: str, name: str = "Clearance") -> dict[str, A
     if not base.startswith("https://"):
         raise ValueError(f"the public URL must be https:// (Teams requires it): {url}")
     team_commands = []
-    for line in HELP:
+    for line in help_lines():
         usage, _, description = line.partition(": ")
         team_commands.append({"title": usage.split(" ")[0], "description": description})
     return {

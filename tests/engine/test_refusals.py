@@ -56,5 +56,5 @@ def test_every_refusal_the_code_raises_has_its_wording() -> None:
 
 
 def test_a_code_without_wording_fails_loudly() -> None:
-    with pytest.raises(LookupError, match="no wording for refusal 'no_such_code'"):
+    with pytest.raises(LookupError, match="no wording for refusals 'no_such_code'"):
         refusal_text(Refusal("no_such_code"))
