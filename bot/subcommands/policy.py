@@ -11,7 +11,7 @@ from bot.subcommands.invocation import EXIT_OK, EXIT_PROBLEM, settings_from
 from engine.durations import format_duration
 from engine.policy_loading import PolicyError, load_policy
 from engine.refusals import Refused
-from message_templates import render
+from message_templates import refusal_text, render
 
 
 def cmd_policy_check(args: argparse.Namespace) -> int:
@@ -64,6 +64,7 @@ def cmd_policy_explain(args: argparse.Namespace) -> int:
     try:
         print(asyncio.run(run()))
     except Refused as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        # A refusal is a code and parameters; its wording comes from the templates.
+        print(f"error: {refusal_text(exc)}", file=sys.stderr)
         return EXIT_PROBLEM
     return EXIT_OK
