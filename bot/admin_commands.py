@@ -15,9 +15,9 @@ from typing import Any
 from bot.notifier import Notifier
 from bot.usecases import Clearance
 from engine.access_request import Status
-from engine.lifecycle import SYSTEM_ACTOR, AuditRecord
 from engine.policy_loading import PolicyError
 from engine.refusals import Refusal, Refused
+from engine.transitions import SYSTEM_ACTOR, AuditRecord
 from message_templates import refusal_text, wording
 
 _MENTION = re.compile(r"^\s*(<@[A-Z0-9]+>|<at>[^<]*</at>)\s*")

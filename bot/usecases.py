@@ -14,15 +14,15 @@ from datetime import datetime
 
 from bot.clock import Clock
 from bot.policy_source import PolicySource
-from engine import lifecycle
+from engine import access, lifecycle
 from engine.access_request import AccessRequest, Outcome
 from engine.approvers import Explanation, explain
 from engine.directory import DirectorySnapshot, Person, lookups_for
 from engine.drafts import RequestDraft
-from engine.lifecycle import AuditRecord, Transition
 from engine.policy import Policy, Resource
 from engine.ports import Directory
 from engine.refusals import Refusal, Refused
+from engine.transitions import AuditRecord, Transition
 from storage.audit_log import AuditLog
 from storage.repository import StaleRequest, Store
 
@@ -180,7 +180,7 @@ class Clearance:
         policy = self.policy
         return (
             await self._apply_sync(
-                request_id, lambda r, now: lifecycle.revoke(r, policy, actor, reason, now)
+                request_id, lambda r, now: access.revoke(r, policy, actor, reason, now)
             )
         ).request
 
@@ -193,7 +193,7 @@ class Clearance:
         policy = self.policy
         return (
             await self._apply_sync(
-                request_id, lambda r, now: lifecycle.extend(r, policy, actor, now)
+                request_id, lambda r, now: access.extend(r, policy, actor, now)
             )
         ).request
 
@@ -223,12 +223,12 @@ class Clearance:
 
     async def expire(self, request_id: str) -> Transition:
         version = self.policy.version
-        return await self._apply_sync(request_id, lambda r, now: lifecycle.expire(r, now, version))
+        return await self._apply_sync(request_id, lambda r, now: access.expire(r, now, version))
 
     async def start_provisioning(self, request_id: str) -> Transition:
         version = self.policy.version
         return await self._apply_sync(
-            request_id, lambda r, now: lifecycle.provisioning_started(r, now, version)
+            request_id, lambda r, now: access.provisioning_started(r, now, version)
         )
 
     async def confirm_grant(self, request_id: str) -> Transition:
@@ -237,7 +237,7 @@ class Clearance:
         def step(request: AccessRequest, now: datetime) -> Transition:
             resource = policy.resource(request.resource_id)
             reminders = resource.reminders if resource else ()
-            return lifecycle.grant_confirmed(request, now, policy.version, reminders)
+            return access.grant_confirmed(request, now, policy.version, reminders)
 
         return await self._apply_sync(request_id, step)
 
@@ -245,13 +245,13 @@ class Clearance:
         """The grant could not be made; ``uncertain`` when it may have landed anyway."""
         version = self.policy.version
         return await self._apply_sync(
-            request_id, lambda r, now: lifecycle.grant_failed(r, error, now, version, uncertain)
+            request_id, lambda r, now: access.grant_failed(r, error, now, version, uncertain)
         )
 
     async def confirm_removal(self, request_id: str) -> Transition:
         version = self.policy.version
         return await self._apply_sync(
-            request_id, lambda r, now: lifecycle.deprovision_confirmed(r, now, version)
+            request_id, lambda r, now: access.deprovision_confirmed(r, now, version)
         )
 
     async def record(self, *records: AuditRecord) -> None:

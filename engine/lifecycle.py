@@ -1,89 +1,37 @@
-"""The request lifecycle: pure transitions ``(request, policy, event, now) -> (request', effects)``.
+"""The approval lifecycle of a request: submitting, deciding stage by stage, cancelling,
+timing out. Pure transitions ``(request, policy, event, now) -> Transition``.
 
-    pending(stage i) -> approved -> provisioning -> active -> expired | revoked
-    pending -> denied | cancelled | timed_out | revoked;  approved/provisioning -> failed
+    pending(stage 1..n) -> approved   (then ``engine.access`` carries it to a grant)
+    pending -> denied | cancelled | timed_out | revoked
 
-Every function either returns a ``Transition`` (the new request, the effects to carry out
-and the audit records to append, all to be saved in one transaction) or raises ``Refused``
-with a message a person can act on; a refusal changes nothing.
+Every function either returns a ``Transition`` or raises ``Refused`` with the refusals a
+person can act on; a refusal changes nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import datetime
 
-from engine.access_request import (
-    AccessRequest,
-    ApprovalMode,
-    Decision,
-    Outcome,
-    Status,
-)
+from engine.access_request import AccessRequest, ApprovalMode, Decision, Outcome, Status
 from engine.approvers import resolve_stage
 from engine.directory import DirectoryView
 from engine.drafts import RequestDraft, validate_draft
 from engine.durations import format_duration
 from engine.effects import (
-    Deprovision,
     Effect,
-    ExpireAt,
     NotifyAdmins,
     NotifyApprovers,
     NotifyPerson,
     NudgeAt,
-    Provision,
     RefreshCards,
-    RemindAt,
     TimeoutAt,
 )
 from engine.eligibility import closed, may_decide, waiting_for
 from engine.policy import Policy, Resource
 from engine.refusals import Refusal, Refused
+from engine.transitions import SYSTEM_ACTOR, AuditRecord, Transition, audit_record, provision_effect
 
-SYSTEM_ACTOR = "clearance"  # the actor of events nobody clicked: timers, auto-approval
 DENY_REASON_MAX = 500
-
-
-@dataclass(frozen=True)
-class AuditRecord:
-    """An audit event before storage seals it into the hash chain."""
-
-    action: str
-    actor: str
-    request_id: str | None
-    resource_id: str | None
-    policy_version: str
-    details: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Transition:
-    """The outcome of one event: new state, effects and audit records, saved together."""
-
-    request: AccessRequest
-    effects: tuple[Effect, ...] = ()
-    audit: tuple[AuditRecord, ...] = ()
-    decision: Decision | None = None
-
-
-def _audit(
-    request: AccessRequest, action: str, actor: str, policy_version: str, **details: Any
-) -> AuditRecord:
-    return AuditRecord(
-        action=action,
-        actor=actor,
-        request_id=request.id,
-        resource_id=request.resource_id,
-        policy_version=policy_version,
-        details=details,
-    )
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
 
 
 # --- submitting ----------------------------------------------------------------------------
@@ -127,7 +75,7 @@ def submit(
         target_group=resource.grant.group,
     )
     audit = [
-        _audit(
+        audit_record(
             request,
             "requested",
             requester,
@@ -142,22 +90,24 @@ def submit(
     if mode == "break_glass":
         request = request.evolve(status=Status.APPROVED)
         audit.append(
-            _audit(request, "break_glass", requester, policy.version, review_required=True)
+            audit_record(request, "break_glass", requester, policy.version, review_required=True)
         )
         effects: list[Effect] = [
             NotifyAdmins(request.id, template="break_glass_alert"),
             NotifyPerson(request.id, email=requester, template="request_approved"),
-            _provision(request),
+            provision_effect(request),
         ]
         return Transition(request, tuple(effects), tuple(audit))
     if mode == "auto":
         request = request.evolve(status=Status.APPROVED)
         audit.append(
-            _audit(request, "fully_approved", SYSTEM_ACTOR, policy.version, rule="approval: auto")
+            audit_record(
+                request, "fully_approved", SYSTEM_ACTOR, policy.version, rule="approval: auto"
+            )
         )
         effects = [
             NotifyPerson(request.id, email=requester, template="request_approved"),
-            _provision(request),
+            provision_effect(request),
         ]
         return Transition(request, tuple(effects), tuple(audit))
     return _start_stage(
@@ -171,25 +121,6 @@ def submit(
         [
             NotifyPerson(request.id, email=requester, template="request_submitted"),
         ],
-    )
-
-
-def _provision(request: AccessRequest) -> Provision:
-    return Provision(
-        request.id,
-        connector=request.connector,
-        group=request.target_group,
-        principal=request.principal,
-    )
-
-
-def _deprovision(request: AccessRequest, reason: str) -> Deprovision:
-    return Deprovision(
-        request.id,
-        connector=request.connector,
-        group=request.target_group,
-        principal=request.principal,
-        reason=reason,
     )
 
 
@@ -212,7 +143,9 @@ def _start_stage(
             status=Status.FAILED, failure=failure, ended_at=now, pending_deadline=None
         )
         audit.append(
-            _audit(request, "failed", SYSTEM_ACTOR, policy.version, stage=index, reason=failure)
+            audit_record(
+                request, "failed", SYSTEM_ACTOR, policy.version, stage=index, reason=failure
+            )
         )
         effects = [e for e in effects if not isinstance(e, NotifyPerson | RefreshCards)]
         effects += [
@@ -224,7 +157,7 @@ def _start_stage(
     deadline = now + resource.pending_timeout
     request = request.evolve(stages=(*request.stages, state), pending_deadline=deadline)
     audit.append(
-        _audit(
+        audit_record(
             request,
             "stage_started",
             SYSTEM_ACTOR,
@@ -275,7 +208,9 @@ def decide(
         request = request.evolve(
             status=Status.DENIED, ended_at=now, ended_by=actor, end_reason=reason
         )
-        audit = [_audit(request, "denied", actor, policy.version, stage=stage.index, reason=reason)]
+        audit = [
+            audit_record(request, "denied", actor, policy.version, stage=stage.index, reason=reason)
+        ]
         effects: list[Effect] = [
             RefreshCards(request.id),
             NotifyPerson(request.id, email=request.requester, template="request_denied"),
@@ -285,7 +220,7 @@ def decide(
 
     approvals = len(request.approvals_in(stage.index))
     audit = [
-        _audit(
+        audit_record(
             request,
             "approved",
             actor,
@@ -304,7 +239,7 @@ def decide(
         return Transition(request, tuple(effects), tuple(audit), decision)
 
     audit.append(
-        _audit(request, "stage_completed", SYSTEM_ACTOR, policy.version, stage=stage.index)
+        audit_record(request, "stage_completed", SYSTEM_ACTOR, policy.version, stage=stage.index)
     )
     next_index = stage.index + 1
     if next_index < request.stage_count:
@@ -317,10 +252,10 @@ def decide(
         return Transition(t.request, t.effects, t.audit, decision)
 
     request = request.evolve(status=Status.APPROVED, pending_deadline=None)
-    audit.append(_audit(request, "fully_approved", SYSTEM_ACTOR, policy.version))
+    audit.append(audit_record(request, "fully_approved", SYSTEM_ACTOR, policy.version))
     effects += [
         NotifyPerson(request.id, email=request.requester, template="request_approved"),
-        _provision(request),
+        provision_effect(request),
     ]
     return Transition(request, tuple(effects), tuple(audit), decision)
 
@@ -338,7 +273,7 @@ def cancel(request: AccessRequest, actor: str, now: datetime, policy_version: st
     return Transition(
         request,
         (RefreshCards(request.id),),
-        (_audit(request, "cancelled", actor, policy_version),),
+        (audit_record(request, "cancelled", actor, policy_version),),
     )
 
 
@@ -360,260 +295,7 @@ def time_out(request: AccessRequest, now: datetime, policy_version: str) -> Tran
             RefreshCards(request.id),
             NotifyPerson(request.id, email=request.requester, template="request_timed_out"),
         ),
-        (_audit(request, "timed_out", SYSTEM_ACTOR, policy_version),),
-    )
-
-
-# --- fulfilment ----------------------------------------------------------------------------
-
-
-def provisioning_started(request: AccessRequest, now: datetime, policy_version: str) -> Transition:
-    """The dispatcher is about to ask the connector for the grant."""
-    if request.status is Status.PROVISIONING:
-        return Transition(request)  # a retry after a crash: nothing new to record
-    if request.status is not Status.APPROVED:
-        raise Refused(Refusal("not_approved", **closed(request)))
-    request = request.evolve(status=Status.PROVISIONING)
-    return Transition(
-        request,
-        (),
-        (
-            _audit(
-                request,
-                "provisioning_started",
-                SYSTEM_ACTOR,
-                policy_version,
-                connector=request.connector,
-                group=request.target_group,
-            ),
-        ),
-    )
-
-
-def grant_confirmed(
-    request: AccessRequest, now: datetime, policy_version: str, reminders: tuple[timedelta, ...]
-) -> Transition:
-    """The connector confirmed the membership: access is active and its clock starts now."""
-    if request.status not in (Status.APPROVED, Status.PROVISIONING):
-        raise Refused(Refusal("not_provisioning", **closed(request)))
-    expires_at = now + request.duration
-    request = request.evolve(status=Status.ACTIVE, granted_at=now, expires_at=expires_at)
-    trail = [
-        {"stage": d.stage, "approver": d.approver, "at": d.at.isoformat()}
-        for d in request.decisions
-        if d.outcome == "approve"
-    ]
-    audit = _audit(
-        request,
-        "granted",
-        SYSTEM_ACTOR,
-        policy_version,
-        connector=request.connector,
-        group=request.target_group,
-        principal=request.principal,
-        expires_at=expires_at.isoformat(),
-        approval_mode=request.approval_mode,
-        approvals=trail,
-    )
-    effects: list[Effect] = [
-        NotifyPerson(request.id, email=request.requester, template="access_granted"),
-        NotifyAdmins(request.id, template="access_granted"),
-        ExpireAt(request.id, due_at=expires_at),
-        *_reminders_for(request, expires_at, reminders, request.duration),
-    ]
-    return Transition(request, tuple(effects), (audit,))
-
-
-def grant_failed(
-    request: AccessRequest, error: str, now: datetime, policy_version: str, uncertain: bool = True
-) -> Transition:
-    """The connector gave up: the request fails and the requester and admins are told.
-
-    ``uncertain`` (the default, the safe side) means the target may have applied the change
-    before the error reached us, as after a timeout; False when the target refused it.
-    """
-    if request.status not in (Status.APPROVED, Status.PROVISIONING):
-        raise Refused(Refusal("not_provisioning", **closed(request)))
-    was = request.status
-    request = request.evolve(status=Status.FAILED, failure=error, ended_at=now)
-    effects: list[Effect] = [
-        NotifyPerson(request.id, email=request.requester, template="request_failed"),
-        NotifyAdmins(request.id, template="request_failed"),
-    ]
-    if was is Status.PROVISIONING and uncertain:
-        # The change may have landed before the error reached us: take back whatever did.
-        # Removing an absent member succeeds, so this is safe either way.
-        effects.append(_deprovision(request, "grant_failed"))
-    else:
-        request = request.evolve(deprovisioned_at=now)  # nothing can have landed
-    return Transition(
-        request,
-        tuple(effects),
-        (
-            _audit(
-                request,
-                "grant_failed",
-                SYSTEM_ACTOR,
-                policy_version,
-                error=error,
-                cleanup=was is Status.PROVISIONING and uncertain,
-            ),
-        ),
-    )
-
-
-def expire(request: AccessRequest, now: datetime, policy_version: str) -> Transition:
-    """Access reached its end: remove it (an overdue grant found at start-up ends at once)."""
-    if request.status is not Status.ACTIVE or request.expires_at is None:
-        raise Refused(Refusal("not_active", **closed(request)))
-    if now < request.expires_at:
-        raise Refused(Refusal("not_due", what="access"))
-    request = request.evolve(
-        status=Status.EXPIRED, ended_at=now, ended_by=SYSTEM_ACTOR, end_reason="expired"
-    )
-    return Transition(
-        request,
-        (_deprovision(request, "expired"),),
-        (
-            _audit(
-                request,
-                "expired",
-                SYSTEM_ACTOR,
-                policy_version,
-                expires_at=_iso(request.expires_at),
-            ),
-        ),
-    )
-
-
-def _reminders_for(
-    request: AccessRequest,
-    expires_at: datetime,
-    reminders: tuple[timedelta, ...],
-    length: timedelta,
-) -> list[Effect]:
-    """Reminders before ``expires_at``; none that would come before the access even starts."""
-    return [
-        RemindAt(request.id, before=format_duration(before), due_at=expires_at - before)
-        for before in sorted(set(reminders), reverse=True)
-        if before < length
-    ]
-
-
-def extend(request: AccessRequest, policy: Policy, actor: str, now: datetime) -> Transition:
-    """The requester's Extend: more time without approvers, within the resource's cap.
-
-    Refused with ``needs_approval`` when the resource allows no self-service extension and
-    ``extension_cap`` when it is used up: the surface then offers a new request instead.
-    """
-    actor = actor.lower()
-    if actor != request.requester:
-        raise Refused(Refusal("not_allowed", action="extend"))
-    if request.status is not Status.ACTIVE or request.expires_at is None:
-        raise Refused(Refusal("not_active", **closed(request)))
-    if now >= request.expires_at:
-        raise Refused(Refusal("not_active", ended=True))
-    resource = policy.resource(request.resource_id)
-    rule = resource.extend if resource else None
-    if resource is None or rule is None:
-        raise Refused(Refusal("needs_approval"))
-    left = rule.self_service - request.self_extended
-    if left <= timedelta(0):
-        raise Refused(Refusal("extension_cap", cap=format_duration(rule.self_service)))
-    added = min(rule.step or resource.duration.default, left)
-    expires_at = request.expires_at + added
-    request = request.evolve(expires_at=expires_at, self_extended=request.self_extended + added)
-    effects: list[Effect] = [
-        ExpireAt(request.id, due_at=expires_at),
-        *_reminders_for(request, expires_at, resource.reminders, expires_at - now),
-        NotifyPerson(request.id, email=request.requester, template="access_extended"),
-        NotifyAdmins(request.id, template="access_extended"),
-    ]
-    return Transition(
-        request,
-        tuple(effects),
-        (
-            _audit(
-                request,
-                "extended",
-                actor,
-                policy.version,
-                added=format_duration(added),
-                expires_at=expires_at.isoformat(),
-                self_extended=format_duration(request.self_extended),
-                cap=format_duration(rule.self_service),
-            ),
-        ),
-    )
-
-
-def revoke(
-    request: AccessRequest, policy: Policy, actor: str, reason: str, now: datetime
-) -> Transition:
-    """End access (or a pending request) early: the requester's "I'm done", or an admin."""
-    actor = actor.lower()
-    reason = reason.strip()
-    is_requester = actor == request.requester
-    if not (is_requester or policy.is_admin(actor)):
-        raise Refused(Refusal("not_allowed", action="revoke"))
-    if request.status.is_final:
-        raise Refused(Refusal("already_ended", **closed(request)))
-    if not is_requester and not reason:
-        raise Refused(Refusal("reason_required", "reason", action="revoke"))
-    was = request.status
-    request = request.evolve(
-        status=Status.REVOKED,
-        ended_at=now,
-        ended_by=actor,
-        end_reason=reason or "returned by the requester",
-        pending_deadline=None,
-    )
-    effects: list[Effect] = [RefreshCards(request.id)]
-    if was in (Status.PROVISIONING, Status.ACTIVE):
-        effects.append(_deprovision(request, "revoked"))
-    else:
-        # Nothing was granted yet; the provision job (if queued) sees the state and stops.
-        request = request.evolve(deprovisioned_at=now)
-    if not is_requester:
-        effects.append(NotifyPerson(request.id, email=request.requester, template="access_revoked"))
-    return Transition(
-        request,
-        tuple(effects),
-        (
-            _audit(
-                request, "revoked", actor, policy.version, reason=request.end_reason, was=was.value
-            ),
-        ),
-    )
-
-
-def deprovision_confirmed(request: AccessRequest, now: datetime, policy_version: str) -> Transition:
-    """The connector confirmed the removal: the access has really ended."""
-    if request.status not in (Status.EXPIRED, Status.REVOKED, Status.FAILED):
-        raise Refused(Refusal("not_ended"))
-    if request.deprovisioned_at is not None:
-        return Transition(request)
-    request = request.evolve(deprovisioned_at=now)
-    # After a failed grant the requester was already told; the removal is a clean-up.
-    notices: tuple[Effect, ...] = (
-        ()
-        if request.status is Status.FAILED
-        else (NotifyPerson(request.id, email=request.requester, template="access_ended"),)
-    )
-    return Transition(
-        request,
-        notices,
-        (
-            _audit(
-                request,
-                "access_removed",
-                SYSTEM_ACTOR,
-                policy_version,
-                connector=request.connector,
-                group=request.target_group,
-                principal=request.principal,
-            ),
-        ),
+        (audit_record(request, "timed_out", SYSTEM_ACTOR, policy_version),),
     )
 
 
@@ -623,16 +305,6 @@ def nudge_due(request: AccessRequest, stage: int, now: datetime) -> tuple[str, .
     if request.pending_deadline is not None and now >= request.pending_deadline:
         return ()
     return waiting_for(request, stage)
-
-
-def reminder_due(request: AccessRequest, now: datetime, before: timedelta) -> bool:
-    """Whether a reminder scheduled ``before`` expiry should still go out now."""
-    return (
-        request.status is Status.ACTIVE
-        and request.expires_at is not None
-        and now < request.expires_at
-        and request.expires_at - now <= before + timedelta(minutes=1)
-    )
 
 
 def decision_trail_allows(request: AccessRequest) -> bool:

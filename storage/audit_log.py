@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from engine.audit import GENESIS_HASH, AuditEvent, seal
-from engine.lifecycle import AuditRecord
+from engine.transitions import AuditRecord
 from storage.database import Database
 from storage.tables import AuditHeadRow, AuditRow
 

@@ -14,6 +14,15 @@ from textwrap import dedent
 
 import pytest
 
+from engine.access import (
+    deprovision_confirmed,
+    expire,
+    extend,
+    grant_confirmed,
+    grant_failed,
+    provisioning_started,
+    revoke,
+)
 from engine.access_request import AccessRequest, Exclusion, Status
 from engine.approvers import explain
 from engine.directory import DirectorySnapshot, Person, snapshot_from_policy
@@ -29,26 +38,11 @@ from engine.effects import (
     RemindAt,
     TimeoutAt,
 )
-from engine.lifecycle import (
-    SYSTEM_ACTOR,
-    Transition,
-    cancel,
-    decide,
-    decision_trail_allows,
-    deprovision_confirmed,
-    expire,
-    extend,
-    grant_confirmed,
-    grant_failed,
-    nudge_due,
-    provisioning_started,
-    revoke,
-    submit,
-    time_out,
-)
+from engine.lifecycle import cancel, decide, decision_trail_allows, nudge_due, submit, time_out
 from engine.policy import Policy
 from engine.policy_loading import PolicyError, load_policy, parse_policy
 from engine.refusals import Refused
+from engine.transitions import SYSTEM_ACTOR, Transition
 from message_templates import field_errors, refusal_text
 
 POLICY_YAML = """\

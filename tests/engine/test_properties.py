@@ -20,15 +20,7 @@ import yaml
 from hypothesis import HealthCheck, Phase, event, given, reject, settings
 from hypothesis import strategies as st
 
-from engine.access_request import AccessRequest, Status
-from engine.directory import DirectorySnapshot, snapshot_from_policy
-from engine.drafts import RequestDraft
-from engine.effects import Deprovision, NotifyApprovers, NudgeAt, Provision, TimeoutAt
-from engine.lifecycle import (
-    Transition,
-    cancel,
-    decide,
-    decision_trail_allows,
+from engine.access import (
     deprovision_confirmed,
     expire,
     extend,
@@ -36,12 +28,16 @@ from engine.lifecycle import (
     grant_failed,
     provisioning_started,
     revoke,
-    submit,
-    time_out,
 )
+from engine.access_request import AccessRequest, Status
+from engine.directory import DirectorySnapshot, snapshot_from_policy
+from engine.drafts import RequestDraft
+from engine.effects import Deprovision, NotifyApprovers, NudgeAt, Provision, TimeoutAt
+from engine.lifecycle import cancel, decide, decision_trail_allows, submit, time_out
 from engine.policy import Policy, Resource
 from engine.policy_loading import PolicyError, parse_policy
 from engine.refusals import Refused
+from engine.transitions import Transition
 from message_templates import refusal_text
 
 REQUESTER = "req@x.com"

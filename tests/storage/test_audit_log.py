@@ -10,7 +10,7 @@ from sqlalchemy import text
 from bot.usecases import Clearance
 from engine.audit import AuditEvent, ChainReport, verify_chain
 from engine.drafts import RequestDraft
-from engine.lifecycle import SYSTEM_ACTOR, AuditRecord
+from engine.transitions import SYSTEM_ACTOR, AuditRecord
 from storage.audit_log import AuditLog
 from storage.database import Database
 from tests.fakes.clock import ManualClock

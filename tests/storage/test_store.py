@@ -12,13 +12,13 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, func, inspect, select, text
 from sqlalchemy.pool import NullPool
 
-from engine import lifecycle
+from engine import access, lifecycle
 from engine.access_request import AccessRequest, Status
 from engine.audit import GENESIS_HASH
 from engine.directory import DirectorySnapshot, snapshot_from_policy
 from engine.drafts import RequestDraft
-from engine.lifecycle import Transition
 from engine.policy import Policy
+from engine.transitions import Transition
 from storage import audit_log
 from storage.audit_log import AuditLog
 from storage.database import Database
@@ -105,12 +105,12 @@ class Flow:
     async def grant(self, request: AccessRequest) -> AccessRequest:
         version = self.policy.version
         request = await self.save(
-            lifecycle.provisioning_started(request, self.clock.now(), version)
+            access.provisioning_started(request, self.clock.now(), version)
         )
         resource = self.policy.resource(request.resource_id)
         assert resource is not None
         return await self.save(
-            lifecycle.grant_confirmed(request, self.clock.now(), version, resource.reminders)
+            access.grant_confirmed(request, self.clock.now(), version, resource.reminders)
         )
 
 
@@ -318,5 +318,5 @@ async def test_find_awaiting_and_active_grants(flow: Flow, clock: ManualClock) -
     assert await flow.store.active_grants("other-connector") == []
 
     clock.advance(timedelta(hours=2))
-    await flow.save(lifecycle.expire(staging, clock.now(), flow.policy.version))
+    await flow.save(access.expire(staging, clock.now(), flow.policy.version))
     assert [g.request_id for g in await flow.store.active_grants()] == [alice_prod.id]

@@ -21,13 +21,7 @@ from typing import Any, Literal
 from bot.forms import form_data
 from bot.presentation import request_view
 from bot.reconcile import DriftRun
-from engine.access_request import AccessRequest, Decision, StageState, Status
-from engine.directory import DirectorySnapshot, Person, snapshot_from_policy
-from engine.drafts import RequestDraft
-from engine.drift import Holding, Target, find_drift
-from engine.lifecycle import (
-    cancel,
-    decide,
+from engine.access import (
     deprovision_confirmed,
     expire,
     extend,
@@ -35,9 +29,12 @@ from engine.lifecycle import (
     grant_failed,
     provisioning_started,
     revoke,
-    submit,
-    time_out,
 )
+from engine.access_request import AccessRequest, Decision, StageState, Status
+from engine.directory import DirectorySnapshot, Person, snapshot_from_policy
+from engine.drafts import RequestDraft
+from engine.drift import Holding, Target, find_drift
+from engine.lifecycle import cancel, decide, submit, time_out
 from engine.policy import Policy
 from engine.policy_loading import parse_policy
 
