@@ -40,9 +40,7 @@ async def seed_requests(url: str, policy: Policy, n: int, expires_at: datetime) 
         started = access.provisioning_started(
             submitted.request.evolve(version=1), at, policy.version
         )
-        granted = access.grant_confirmed(
-            started.request.evolve(version=2), at, policy.version, ()
-        )
+        granted = access.grant_confirmed(started.request.evolve(version=2), at, policy.version, ())
         request = granted.request
         assert request.expires_at == expires_at
         requests.append(_values(request, at) | {"version": 3})
