@@ -153,13 +153,13 @@ async def test_killed_between_approval_and_provisioning(
     granted_before_restart = _emails(slapd, "crash-db")
     # Any point of death is valid, but at every point nothing is overstated or lost: a request
     # shows as active only once its member is in the group, and every other one still has its
-    # provision waiting in the outbox for the restart to carry out.
+    # provision waiting in the outbox for the restart to carry out. (An active one may still
+    # have its row open too: the row is completed after the grant's own commit.)
     at_death = [await components.clearance.get(i) for i in ids]
     active = {r.principal for r in at_death if r.status is Status.ACTIVE}
     assert active <= granted_before_restart <= set(USERS)
-    assert set(await _unfinished_provisions(components)) == {
-        r.id for r in at_death if r.status is not Status.ACTIVE
-    }
+    not_active = {r.id for r in at_death if r.status is not Status.ACTIVE}
+    assert not_active <= set(await _unfinished_provisions(components))
 
     server.start()
 
