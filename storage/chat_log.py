@@ -2,32 +2,25 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 
+from engine.chat_records import SentMessage
 from storage.database import Database
 from storage.tables import ChatMessageRow, InboundEventRow
 
-
-@dataclass(frozen=True)
-class SentMessage:
-    """A message that can be updated in place (Slack channel + ts, Teams conversation + id)."""
-
-    request_id: str
-    platform: str
-    recipient: str
-    template: str
-    stage: int | None
-    channel: str
-    message_id: str
+# SentMessage is plain data in engine/; bot/notifier.py still imports it from here.
+__all__ = ["ChatLog", "SentMessage"]
 
 
 class ChatLog:
-    """Sent messages per request, and first-time checks for inbound deliveries."""
+    """Sent messages per request, and first-time checks for inbound deliveries.
+
+    Implements the ``bot.chat_records`` ports ``SentMessages`` and ``InboundEvents``.
+    """
 
     def __init__(self, database: Database) -> None:
         self.database = database

@@ -7,31 +7,14 @@ the Teams adapter turns them back into Bot Framework conversation references.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import ColumnElement, delete, or_, select
 from sqlmodel import col
 
+from engine.chat_records import PERSONAL, TeamsConversation
 from storage.database import Database
 from storage.tables import TeamsConversationRow
-
-PERSONAL = "personal"
-
-
-@dataclass(frozen=True)
-class TeamsConversation:
-    """One conversation: who is in it (for 1:1 chats) and how to reach it."""
-
-    conversation_id: str
-    kind: str  # personal | channel | groupChat
-    service_url: str
-    bot_id: str
-    tenant_id: str | None = None
-    user_id: str | None = None
-    user_aad_id: str | None = None
-    email: str | None = None
-    team_id: str | None = None
 
 
 def _conversation(row: TeamsConversationRow) -> TeamsConversation:
@@ -49,7 +32,8 @@ def _conversation(row: TeamsConversationRow) -> TeamsConversation:
 
 
 class TeamsConversations:
-    """Save, find and forget stored Teams conversations."""
+    """Save, find and forget stored Teams conversations (``bot.chat_records`` port
+    ``TeamsConversationStore``)."""
 
     def __init__(self, database: Database) -> None:
         self.database = database
