@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
 from bot.usecases import Clearance, snapshot_for
 from engine.access_request import AccessRequest
+from engine.drafts import RequestDraft
 from engine.durations import format_duration
 from engine.eligibility import may_request
 from engine.policy import RISK_ORDER, Resource
 
+# The inputs of the request form on every chat, by the names their templates give them.
+FORM_FIELDS = ("resource", "duration", "justification", "ticket")
 _PRESETS = [
     timedelta(minutes=m) for m in (15, 30, 60, 120, 240, 480, 720, 1440, 2880, 4320, 10080, 20160)
 ]
@@ -99,3 +103,14 @@ async def request_form(
 def extension_prefill(request: AccessRequest) -> dict[str, str]:
     """What the form starts with when Extend asks for more time as a new request."""
     return {"justification": f"Extension of {request.id}: {request.justification}"[:2000]}
+
+
+def request_draft(requester: str, values: Mapping[str, str]) -> RequestDraft:
+    """The draft a submitted request form stands for; an empty optional input is absent."""
+    return RequestDraft(
+        requester=requester,
+        resource_id=values.get("resource", ""),
+        duration=values.get("duration") or None,
+        justification=values.get("justification", ""),
+        ticket=values.get("ticket") or None,
+    )
