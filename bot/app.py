@@ -37,6 +37,7 @@ from bot.connectors import POLICY_CHECKS, ConnectorFactory, Connectors, UnknownC
 from bot.directories import PolicyDirectory
 from bot.dispatcher import Dispatcher
 from bot.fulfilment import Fulfilment
+from bot.ingress import Ingress
 from bot.notifier import Notifier
 from bot.policy_source import PolicySource
 from bot.reconcile import Reconciler
@@ -195,13 +196,14 @@ def build(
         notifier.register(dispatcher)
         reconciler.register(dispatcher)
     admin = AdminCommands(clearance, notifier)
+    ingress = Ingress(clearance, chat_log, chat_log)
     if settings.slack_bot_token is not None:
         secret = settings.slack_signing_secret
         slack = SlackSurface(
             clearance,
             notifier,
             admin,
-            chat_log,
+            ingress,
             client,
             secret.get_secret_value() if secret else None,
         )
