@@ -210,7 +210,7 @@ def build(
     teams = None
     if teams_auth is not None:
         teams = TeamsSurface(
-            TeamsBot(clearance, notifier, admin, chat_log, conversations),
+            TeamsBot(clearance, notifier, admin, ingress, conversations),
             teams_auth,
             authenticated=teams_settings.authenticated,
             tenant_id=teams_settings.tenant_id,

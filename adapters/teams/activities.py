@@ -9,7 +9,8 @@ from typing import Any
 from botbuilder.core import InvokeResponse
 from botbuilder.schema import Activity, ActivityTypes, AdaptiveCardInvokeResponse, Attachment
 
-from storage.conversations import PERSONAL, TeamsConversation
+from bot.ingress import MessageRef
+from engine.chat_records import PERSONAL, TeamsConversation
 
 ADAPTIVE_CARD = "application/vnd.microsoft.card.adaptive"
 _MESSAGE_RESPONSE = "application/vnd.microsoft.activity.message"
@@ -94,3 +95,9 @@ def conversation_of(activity: Activity, email: str | None = None) -> TeamsConver
         email=email if personal else None,
         team_id=str(team.get("id")) if isinstance(team, dict) and team.get("id") else None,
     )
+
+
+def replied_to(activity: Activity) -> MessageRef:
+    """The message whose card was acted on (Teams names it in ``replyToId``)."""
+    conversation = (activity.conversation.id if activity.conversation else None) or ""
+    return MessageRef("teams", conversation, activity.reply_to_id or "")

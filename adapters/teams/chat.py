@@ -12,9 +12,10 @@ from botbuilder.schema import ChannelAccount, ConversationParameters, ErrorRespo
 from adapters.teams.activities import card_activity
 from adapters.teams.auth import BotConnector
 from bot.chat import Delivered, Unreachable
+from bot.chat_records import TeamsConversationStore
+from engine.chat_records import TeamsConversation
 from engine.directory import Person
 from engine.policy import Policy
-from storage.conversations import TeamsConversation, TeamsConversations
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ class TeamsChat:
     def __init__(
         self,
         connector: BotConnector,
-        conversations: TeamsConversations,
+        conversations: TeamsConversationStore,
         policy: Callable[[], Policy],
         tenant_id: str | None = None,
     ) -> None:

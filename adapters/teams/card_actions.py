@@ -1,0 +1,218 @@
+"""Teams card actions: the ``Action.Execute`` verbs of Clearance's Adaptive Cards.
+
+Each verb parses ids from the action's data, makes one use-case call as the verified
+sender (``adapters.teams.middleware``) and answers the invoke: with a card that replaces
+the clicked one in place, or with a short message while the card stays. Card data carries
+only a request id and a stage, never who may decide.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from http import HTTPStatus
+from typing import Any
+
+from botbuilder.core import InvokeResponse, TurnContext
+
+from adapters.teams.activities import card_activity, card_response, message_response, replied_to
+from adapters.teams.cards import Cards
+from adapters.teams.middleware import Senders
+from bot.forms import FORM_FIELDS
+from bot.ingress import Extended, Ingress
+from bot.notifier import LIVE_TEMPLATES
+from bot.usecases import Clearance
+from engine.directory import Person
+from engine.refusals import Refused
+from message_templates import field_errors
+
+Verb = Callable[[TurnContext, Person, dict[str, Any]], Awaitable[InvokeResponse]]
+
+
+def _unknown_action() -> InvokeResponse:
+    return InvokeResponse(
+        status=int(HTTPStatus.BAD_REQUEST),
+        body={
+            "statusCode": int(HTTPStatus.BAD_REQUEST),
+            "type": "application/vnd.microsoft.error",
+            "value": {"code": "BadRequest", "message": "unknown card action"},
+        },
+    )
+
+
+def _stage(data: dict[str, Any]) -> int | None:
+    value = data.get("stage")
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    return int(value) if isinstance(value, str) and value.isdigit() else None
+
+
+def _text(data: dict[str, Any], key: str) -> str:
+    value = data.get(key)
+    return value.strip() if isinstance(value, str) else ""
+
+
+def _dict(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+class CardActions:
+    """Runs an ``adaptiveCard/action`` invoke through its verb."""
+
+    def __init__(
+        self, clearance: Clearance, ingress: Ingress, cards: Cards, senders: Senders
+    ) -> None:
+        self.clearance = clearance
+        self.ingress = ingress
+        self.cards = cards
+        self.senders = senders
+        self.verbs: dict[str, Verb] = {
+            "refresh": self.on_refresh,
+            "approve": self.on_approve,
+            "deny": self.on_deny,
+            "cancel": self.on_cancel,
+            "done": self.on_done,
+            "extend": self.on_extend,
+            "rerequest": self.on_rerequest,
+            "open_form": self.on_open_form,
+            "submit_request": self.on_submit_request,
+        }
+
+    async def run(self, ctx: TurnContext) -> InvokeResponse:
+        action = _dict(_dict(ctx.activity.value).get("action"))
+        data = _dict(action.get("data"))
+        verb = self.verbs.get(str(action.get("verb") or ""))
+        if verb is None or action.get("type") != "Action.Execute":
+            return _unknown_action()
+
+        async def as_sender(person: Person) -> InvokeResponse:
+            return await verb(ctx, person, data)
+
+        return await self.senders.invoke(ctx, as_sender)
+
+    async def current(self, ctx: TurnContext, person: Person, request_id: str) -> InvokeResponse:
+        """The acted-on card as it is now for this viewer: an approval card where one was
+        clicked, else the home card (whose lists carry the same buttons)."""
+        sent = await self.ingress.clicked(replied_to(ctx.activity))
+        if sent is not None and sent.request_id == request_id and sent.template in LIVE_TEMPLATES:
+            request = await self.clearance.get(request_id)
+            return card_response(await self.cards.card(sent.template, request, person.email))
+        return card_response(await self.cards.home(person))
+
+    # --- approvers ------------------------------------------------------------------------
+
+    async def on_refresh(
+        self, ctx: TurnContext, person: Person, data: dict[str, Any]
+    ) -> InvokeResponse:
+        """Teams asks for this viewer's own version of an approval card."""
+        request = await self.ingress.visible(_text(data, "request_id"), person.email)
+        return card_response(await self.cards.card("approval_card", request, person.email))
+
+    async def on_approve(
+        self, ctx: TurnContext, person: Person, data: dict[str, Any]
+    ) -> InvokeResponse:
+        """Approve; a double click or a stale card gets the card as it is now."""
+        request_id = _text(data, "request_id")
+        await self.ingress.decide(request_id, person.email, "approve", expected_stage=_stage(data))
+        return await self.current(ctx, person, request_id)
+
+    async def on_deny(
+        self, ctx: TurnContext, person: Person, data: dict[str, Any]
+    ) -> InvokeResponse:
+        request_id, stage = _text(data, "request_id"), _stage(data)
+        reason = _text(data, "reason")
+        try:
+            await self.ingress.decide(
+                request_id, person.email, "deny", reason, expected_stage=stage
+            )
+        except Refused as exc:
+            if "reason" not in field_errors(exc):
+                raise
+            # An approver who may deny: ask for the reason (an error only if one was typed).
+            request = await self.clearance.get(request_id)
+            form = await self.cards.deny_form(
+                request,
+                private_metadata=f"{request_id}:{stage if stage is not None else ''}",
+                errors=field_errors(exc) if "reason" in data else {},
+                prefill={"reason": reason},
+            )
+            return card_response(form)
+        return await self.current(ctx, person, request_id)
+
+    # --- requesters -----------------------------------------------------------------------
+
+    async def on_cancel(
+        self, ctx: TurnContext, person: Person, data: dict[str, Any]
+    ) -> InvokeResponse:
+        request_id = _text(data, "request_id")
+        cancelled = await self.ingress.cancel(request_id, person.email)
+        if cancelled.outdated:
+            return await self.current(ctx, person, request_id)
+        return card_response(
+            await self.cards.card("request_submitted", cancelled.request, person.email)
+        )
+
+    async def on_done(
+        self, ctx: TurnContext, person: Person, data: dict[str, Any]
+    ) -> InvokeResponse:
+        """I'm done: the access ends now; the card stays, Teams shows the outcome."""
+        request = await self.clearance.revoke(_text(data, "request_id"), person.email)
+        ended = await self.cards.card("access_ended", request, person.email)
+        return message_response(ended["summary"])
+
+    async def on_extend(
+        self, ctx: TurnContext, person: Person, data: dict[str, Any]
+    ) -> InvokeResponse:
+        """Extend: more time at once where the resource allows it, else a prefilled request."""
+        outcome = await self.ingress.extend_or_form(_text(data, "request_id"), person.email)
+        if isinstance(outcome, Extended):
+            extended = await self.cards.card("access_extended", outcome.request, person.email)
+            return message_response(extended["summary"])
+        return await self._new_form(ctx, person, outcome.resource_id, outcome.prefill)
+
+    async def on_rerequest(
+        self, ctx: TurnContext, person: Person, data: dict[str, Any]
+    ) -> InvokeResponse:
+        """Request again: the form, for the same resource, as a new message (the notice stays)."""
+        return await self._new_form(ctx, person, _text(data, "resource_id") or None, {})
+
+    async def _new_form(
+        self, ctx: TurnContext, person: Person, selected: str | None, prefill: dict[str, str]
+    ) -> InvokeResponse:
+        form = await self.cards.form(person, selected, prefill)
+        await ctx.send_activity(card_activity(form))
+        return message_response(form["summary"])
+
+    async def on_open_form(
+        self, ctx: TurnContext, person: Person, data: dict[str, Any]
+    ) -> InvokeResponse:
+        """Request access (home) and Next (a resource was chosen): the form, in place."""
+        prefill = {
+            k: _text(data, k) for k in ("justification", "ticket", "duration") if _text(data, k)
+        }
+        return card_response(
+            await self.cards.form(person, _text(data, "resource") or None, prefill)
+        )
+
+    async def on_submit_request(
+        self, ctx: TurnContext, person: Person, data: dict[str, Any]
+    ) -> InvokeResponse:
+        values = {k: _text(data, k) for k in FORM_FIELDS}
+        prefill = {k: values[k] for k in ("duration", "justification", "ticket")}
+        if values["resource"] != _text(data, "form_resource"):
+            # Another resource was chosen in the form: show what that one needs first.
+            return card_response(await self.cards.form(person, values["resource"] or None, prefill))
+        # A double click or a redelivery of the same form with the same values submits once.
+        try:
+            request = await self.ingress.submit_once(person.email, values, replied_to(ctx.activity))
+        except Refused as exc:
+            # Errors about anything the form has no input for are listed on top of it.
+            errors = field_errors(exc, values)
+            return card_response(
+                await self.cards.form(person, values["resource"], prefill, errors=errors)
+            )
+        if request is None:  # a repeat while the first is still being made: the form again
+            return card_response(await self.cards.form(person, values["resource"] or None, prefill))
+        # The confirmation (with Cancel) arrives as its own message through the outbox,
+        # as on Slack; the form answers with the confirmation's summary.
+        submitted = await self.cards.card("request_submitted", request, person.email)
+        return message_response(submitted["summary"])
