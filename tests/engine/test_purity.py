@@ -1,4 +1,5 @@
-"""The one rule: engine/ is pure domain code and imports no framework nor outer layer."""
+"""The one rule: engine/ is pure domain code and imports no framework nor outer layer;
+adapters/ reach storage only through the ports bot/ defines."""
 
 from __future__ import annotations
 
@@ -26,10 +27,14 @@ FORBIDDEN = (
     "message_templates",
 )
 ENGINE_FILES = sorted(ENGINE.glob("*.py"))
+# Adapters reach storage only through the ports bot/ defines (bot/chat_records.py).
+ADAPTER_FILES = sorted((ROOT / "adapters").rglob("*.py"))
+ADAPTERS_FORBIDDEN = ("storage",)
 
 
-def imported_modules(path: Path) -> list[tuple[int, str]]:
-    """Every module a file imports, wherever the import statement sits (functions too)."""
+def imported_modules(path: Path, package: str = "engine") -> list[tuple[int, str]]:
+    """Every module a file imports, wherever the import statement sits (functions too);
+    a relative import is named as if written from ``package``."""
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     found: list[tuple[int, str]] = []
     for node in ast.walk(tree):
@@ -37,7 +42,7 @@ def imported_modules(path: Path) -> list[tuple[int, str]]:
             found += [(node.lineno, alias.name) for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
             if node.level:
-                found.append((node.lineno, "engine." + (node.module or "")))
+                found.append((node.lineno, package + "." + (node.module or "")))
             elif node.module:
                 found.append((node.lineno, node.module))
         elif (
@@ -51,8 +56,8 @@ def imported_modules(path: Path) -> list[tuple[int, str]]:
     return found
 
 
-def is_forbidden(module: str) -> bool:
-    return any(module == name or module.startswith(name + ".") for name in FORBIDDEN)
+def is_forbidden(module: str, forbidden: tuple[str, ...] = FORBIDDEN) -> bool:
+    return any(module == name or module.startswith(name + ".") for name in forbidden)
 
 
 def test_engine_has_modules_to_check() -> None:
@@ -90,6 +95,48 @@ def test_the_import_check_itself_catches_imports(tmp_path: Path) -> None:
         (5, "bot"),
         (6, "sqlalchemy"),
         (7, "botbuilder.core"),
+    ]
+
+
+def test_adapters_have_modules_to_check() -> None:
+    names = {p.relative_to(ROOT).as_posix() for p in ADAPTER_FILES}
+    assert {"adapters/slack/surface.py", "adapters/teams/surface.py"} <= names
+
+
+@pytest.mark.parametrize(
+    "path", ADAPTER_FILES, ids=lambda p: p.relative_to(ROOT / "adapters").as_posix()
+)
+def test_adapter_module_imports_no_storage(path: Path) -> None:
+    bad = [
+        f"{path.name}:{line}: {module}"
+        for line, module in imported_modules(path, package="adapters")
+        if is_forbidden(module, ADAPTERS_FORBIDDEN)
+    ]
+    assert bad == []
+
+
+def test_the_adapter_check_catches_storage_imports(tmp_path: Path) -> None:
+    sample = tmp_path / "sample.py"
+    sample.write_text(
+        "import storage\n"
+        "from storage.chat_log import ChatLog\n"
+        "from bot.chat_records import SentMessages\n"
+        "def f():\n"
+        "    import storage.conversations as c\n"
+        "    importlib.import_module('storage.repository')\n"
+        "import storage_tools\n",
+        encoding="utf-8",
+    )
+    flagged = [
+        (line, m)
+        for line, m in imported_modules(sample, package="adapters")
+        if is_forbidden(m, ADAPTERS_FORBIDDEN)
+    ]
+    assert sorted(flagged) == [
+        (1, "storage"),
+        (2, "storage.chat_log"),
+        (5, "storage.conversations"),
+        (6, "storage.repository"),
     ]
 
 
