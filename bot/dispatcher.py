@@ -19,14 +19,18 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from bot.clock import Clock
+from engine.effects import Effect
 from storage.outbox import Outbox, OutboxItem
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[OutboxItem], Awaitable[None]]
-Alert = Callable[[OutboxItem, str, bool], Awaitable[None]]
+# Any: a handler only ever gets rows of the kind it is registered for, so it declares that
+# kind's effect (OutboxItem[Provision]); the parser in storage/outbox.py built it so.
+Handler = Callable[[OutboxItem[Any]], Awaitable[None]]
+Alert = Callable[[OutboxItem[Effect], str, bool], Awaitable[None]]
 
 
 class RetryLater(Exception):
@@ -95,7 +99,7 @@ class Dispatcher:
             if items:
                 limit = asyncio.Semaphore(self._concurrency)
 
-                async def run(item: OutboxItem) -> None:
+                async def run(item: OutboxItem[Effect]) -> None:
                     async with limit:
                         await self._run(item)
 
@@ -125,7 +129,7 @@ class Dispatcher:
                 await asyncio.wait_for(self._woken.wait(), timeout=interval)
             self._woken.clear()
 
-    async def _run(self, item: OutboxItem) -> None:
+    async def _run(self, item: OutboxItem[Effect]) -> None:
         route = self.routes[item.kind]
         timeout = self.lease.total_seconds() * 0.75  # finish well inside the lease
         try:
@@ -158,14 +162,14 @@ class Dispatcher:
         factor: float = 0.5 + random.random()  # noqa: S311
         return base * factor
 
-    async def _give_up(self, item: OutboxItem, error: str) -> None:
+    async def _give_up(self, item: OutboxItem[Effect], error: str) -> None:
         log.error(
             "outbox %s #%s (request %s) gave up: %s", item.kind, item.id, item.request_id, error
         )
         await self.outbox.bury(item.id, error, self.clock.now())
         await self._alert(item, error, final=True)
 
-    async def _alert(self, item: OutboxItem, error: str, final: bool) -> None:
+    async def _alert(self, item: OutboxItem[Effect], error: str, final: bool) -> None:
         if self.on_give_up is None:
             return
         try:

@@ -13,10 +13,10 @@ from bot.connectors import Connectors, UnknownConnector
 from bot.dispatcher import Dispatcher, Permanent
 from bot.usecases import Clearance
 from engine.access_request import Status
-from engine.effects import NotifyAdmins
-from engine.lifecycle import SYSTEM_ACTOR, AuditRecord
+from engine.effects import Deprovision, Effect, ExpireAt, NotifyAdmins, Provision, TimeoutAt
 from engine.ports import ConnectorError
 from engine.refusals import Refused
+from engine.transitions import SYSTEM_ACTOR, AuditRecord
 from storage.outbox import OutboxItem
 
 log = logging.getLogger(__name__)
@@ -32,17 +32,17 @@ class Fulfilment:
     def register(
         self, dispatcher: Dispatcher, grant_attempts: int, revoke_alert_every: int
     ) -> None:
-        dispatcher.register("provision", self.provision, max_attempts=grant_attempts)
+        dispatcher.register(Provision.kind, self.provision, max_attempts=grant_attempts)
         dispatcher.register(
-            "deprovision", self.deprovision, max_attempts=None, alert_every=revoke_alert_every
+            Deprovision.kind, self.deprovision, max_attempts=None, alert_every=revoke_alert_every
         )
         dispatcher.register(
-            "expire", self.expire, max_attempts=None, alert_every=revoke_alert_every
+            ExpireAt.kind, self.expire, max_attempts=None, alert_every=revoke_alert_every
         )
-        dispatcher.register("timeout", self.time_out, max_attempts=8)
+        dispatcher.register(TimeoutAt.kind, self.time_out, max_attempts=8)
 
-    async def provision(self, item: OutboxItem) -> None:
-        rid = _request_id(item)
+    async def provision(self, item: OutboxItem[Provision]) -> None:
+        rid = item.effect.request_id
         request = await self.clearance.get(rid)
         if request.status not in (Status.APPROVED, Status.PROVISIONING):
             return  # cancelled or revoked before we got here: nothing to grant
@@ -79,8 +79,8 @@ class Fulfilment:
         with contextlib.suppress(Refused):  # already ended some other way
             await self.clearance.fail_grant(rid, error, uncertain=False)
 
-    async def deprovision(self, item: OutboxItem) -> None:
-        rid = _request_id(item)
+    async def deprovision(self, item: OutboxItem[Deprovision]) -> None:
+        rid = item.effect.request_id
         request = await self.clearance.get(rid)
         if request.deprovisioned_at is not None:
             return
@@ -109,56 +109,41 @@ class Fulfilment:
             log.info("request %s ended; membership kept for %s", rid, others[0])
         return bool(others)
 
-    async def expire(self, item: OutboxItem) -> None:
+    async def expire(self, item: OutboxItem[ExpireAt]) -> None:
         try:
-            await self.clearance.expire(_request_id(item))
+            await self.clearance.expire(item.effect.request_id)
         except Refused as exc:
             if exc.code not in ("not_due", "not_active"):
                 raise
             # Extended, revoked or already expired: this timer has nothing left to do.
 
-    async def time_out(self, item: OutboxItem) -> None:
+    async def time_out(self, item: OutboxItem[TimeoutAt]) -> None:
         # Refused means decided, or moved on to a later stage with its own deadline.
         with contextlib.suppress(Refused):
-            await self.clearance.time_out(_request_id(item))
+            await self.clearance.time_out(item.effect.request_id)
 
-    async def on_give_up(self, item: OutboxItem, error: str, final: bool) -> None:
+    async def on_give_up(self, item: OutboxItem[Effect], error: str, final: bool) -> None:
         """A job failed for good (grants) or keeps failing (removals): tell the admins."""
         rid = item.request_id
-        if item.kind == "provision" and final and rid:
+        if isinstance(item.effect, Provision) and final and rid:
             with contextlib.suppress(Refused):  # already ended some other way
                 await self.clearance.fail_grant(rid, error)
             return
         if rid is None:
             return
-        template = "revoke_failing" if item.kind in ("deprovision", "expire") else "job_failed"
-        await self.clearance.store.enqueue(
-            [
-                NotifyAdmins(
-                    rid,
-                    template=template,
-                    context={
-                        "error": error[:500],
-                        "kind": item.kind,
-                        "attempts": str(item.attempts),
-                    },
-                )
-            ],
-            self.clearance.clock.now(),
+        removing = isinstance(item.effect, Deprovision | ExpireAt)
+        alert = NotifyAdmins(
+            rid,
+            template="revoke_failing" if removing else "job_failed",
+            context={"error": error[:500], "kind": item.kind, "attempts": str(item.attempts)},
         )
-        await self.clearance.record(
-            AuditRecord(
-                action="job_failing" if not final else "job_failed",
-                actor=SYSTEM_ACTOR,
-                request_id=rid,
-                resource_id=None,
-                policy_version=self.clearance.policy.version,
-                details={"kind": item.kind, "attempts": item.attempts, "error": error[:500]},
-            )
+        record = AuditRecord(
+            action="job_failing" if not final else "job_failed",
+            actor=SYSTEM_ACTOR,
+            request_id=rid,
+            resource_id=None,
+            policy_version=self.clearance.policy.version,
+            details={"kind": item.kind, "attempts": item.attempts, "error": error[:500]},
         )
-
-
-def _request_id(item: OutboxItem) -> str:
-    if not item.request_id:
-        raise Permanent(f"{item.kind} row #{item.id} names no request")
-    return item.request_id
+        await self.clearance.store.enqueue([alert], self.clearance.clock.now())
+        await self.clearance.record(record)

@@ -17,10 +17,21 @@ from bot.chat import Chat, Unreachable
 from bot.dispatcher import Dispatcher
 from bot.presentation import person_view, request_view
 from bot.usecases import Clearance
+from engine.access import reminder_due
 from engine.access_request import AccessRequest
 from engine.directory import Person
 from engine.durations import parse_duration
-from engine.lifecycle import SYSTEM_ACTOR, AuditRecord, nudge_due, reminder_due
+from engine.effects import (
+    Effect,
+    NotifyAdmins,
+    NotifyApprovers,
+    NotifyPerson,
+    NudgeAt,
+    RefreshCards,
+    RemindAt,
+)
+from engine.lifecycle import nudge_due
+from engine.transitions import SYSTEM_ACTOR, AuditRecord
 from message_templates import render_json
 from storage.chat_log import ChatLog, SentMessage
 from storage.outbox import OutboxItem
@@ -39,12 +50,12 @@ class Notifier:
         self.chat_log = chat_log
 
     def register(self, dispatcher: Dispatcher) -> None:
-        dispatcher.register("notify", self.notify)
-        dispatcher.register("notify_approvers", self.notify_approvers)
-        dispatcher.register("notify_admins", self.notify_admins)
-        dispatcher.register("refresh_cards", self.refresh_cards)
-        dispatcher.register("remind", self.remind)
-        dispatcher.register("nudge", self.nudge)
+        dispatcher.register(NotifyPerson.kind, self.notify)
+        dispatcher.register(NotifyApprovers.kind, self.notify_approvers)
+        dispatcher.register(NotifyAdmins.kind, self.notify_admins)
+        dispatcher.register(RefreshCards.kind, self.refresh_cards)
+        dispatcher.register(RemindAt.kind, self.remind)
+        dispatcher.register(NudgeAt.kind, self.nudge)
 
     # --- data ---------------------------------------------------------------------------
 
@@ -78,28 +89,31 @@ class Notifier:
 
     # --- handlers -----------------------------------------------------------------------
 
-    async def notify(self, item: OutboxItem) -> None:
-        request = await self.clearance.get(_rid(item))
-        email = str(item.payload["email"])
-        context = dict(item.payload.get("context") or {})
-        await self._send(item, request, email, str(item.payload["template"]), context)
+    async def notify(self, item: OutboxItem[NotifyPerson]) -> None:
+        effect = item.effect
+        request = await self.clearance.get(effect.request_id)
+        await self._send(item, request, effect.email, effect.template, dict(effect.context))
 
-    async def notify_approvers(self, item: OutboxItem) -> None:
-        request = await self.clearance.get(_rid(item))
+    async def notify_approvers(self, item: OutboxItem[NotifyApprovers]) -> None:
+        request = await self.clearance.get(item.effect.request_id)
         stage = request.stage
-        if stage is None or stage.index != int(item.payload["stage"]):
+        if stage is None or stage.index != item.effect.stage:
             return  # decided or moved on before we got here: nobody should be asked now
         people = await self.people(request)
         for approver in stage.approvers:
             await self._send(item, request, approver, "approval_card", {}, people, stage.index)
 
-    async def notify_admins(self, item: OutboxItem) -> None:
-        request = await self.clearance.get(_rid(item))
-        template = "admin_" + str(item.payload["template"])
-        await self._post_admins(item, request, template, dict(item.payload.get("context") or {}))
+    async def notify_admins(self, item: OutboxItem[NotifyAdmins]) -> None:
+        effect = item.effect
+        request = await self.clearance.get(effect.request_id)
+        await self._post_admins(item, request, "admin_" + effect.template, dict(effect.context))
 
     async def _post_admins(
-        self, item: OutboxItem, request: AccessRequest, template: str, context: dict[str, Any]
+        self,
+        item: OutboxItem[Effect],
+        request: AccessRequest,
+        template: str,
+        context: dict[str, Any],
     ) -> None:
         """Post to every platform's admin channel once per job, however often it is retried."""
         data = {"r": await self.view(request, None), "context": context}
@@ -110,8 +124,8 @@ class Notifier:
             if delivered is not None:
                 await self._log(chat, request, "admins", template, None, delivered, item.id)
 
-    async def refresh_cards(self, item: OutboxItem) -> None:
-        request = await self.clearance.get(_rid(item))
+    async def refresh_cards(self, item: OutboxItem[RefreshCards]) -> None:
+        request = await self.clearance.get(item.effect.request_id)
         people = await self.people(request)
         for sent in await self.chat_log.for_request(request.id, LIVE_TEMPLATES):
             chat = self.chats.get(sent.platform)
@@ -122,17 +136,17 @@ class Notifier:
                 sent.channel, sent.message_id, render_json(chat.platform, sent.template, data)
             )
 
-    async def remind(self, item: OutboxItem) -> None:
-        request = await self.clearance.get(_rid(item))
-        before = str(item.payload["before"])
+    async def remind(self, item: OutboxItem[RemindAt]) -> None:
+        request = await self.clearance.get(item.effect.request_id)
+        before = item.effect.before
         if not reminder_due(request, self.clearance.clock.now(), parse_duration(before)):
             return  # ended or extended since the reminder was planned
         await self._send(item, request, request.requester, "expiry_reminder", {"before": before})
 
-    async def nudge(self, item: OutboxItem) -> None:
+    async def nudge(self, item: OutboxItem[NudgeAt]) -> None:
         """A stage still waits: remind its approvers who have not decided, tell the admins."""
-        request = await self.clearance.get(_rid(item))
-        stage = int(item.payload["stage"])
+        request = await self.clearance.get(item.effect.request_id)
+        stage = item.effect.stage
         waiting = nudge_due(request, stage, self.clearance.clock.now())
         if not waiting:
             return  # decided, moved on or timed out since the reminder was planned
@@ -158,7 +172,7 @@ class Notifier:
 
     async def _send(
         self,
-        item: OutboxItem,
+        item: OutboxItem[Effect],
         request: AccessRequest,
         email: str,
         template: str,
@@ -227,9 +241,3 @@ class Notifier:
         }
         for chat in self.chats.values():
             await chat.post_admins(render_json(chat.platform, "admin_job_failed", data))
-
-
-def _rid(item: OutboxItem) -> str:
-    if not item.request_id:
-        raise ValueError(f"{item.kind} row #{item.id} names no request")
-    return item.request_id

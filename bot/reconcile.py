@@ -30,15 +30,15 @@ from engine.drift import (
     find_drift,
     managed_targets,
 )
-from engine.lifecycle import SYSTEM_ACTOR, AuditRecord
+from engine.effects import PostDriftReport
 from engine.policy import Policy
+from engine.transitions import SYSTEM_ACTOR, AuditRecord
 from message_templates import render_json
 from storage.chat_log import ChatLog
 from storage.outbox import Outbox, OutboxItem
 
 log = logging.getLogger(__name__)
 
-REPORT_KIND = "drift_report"
 REPORT_TEMPLATE = "admin_drift_report"
 # Requests whose membership may appear at any moment: the grant is on its way.
 IN_FLIGHT = (Status.APPROVED, Status.PROVISIONING)
@@ -133,7 +133,7 @@ class Reconciler:
         self.chat_log = chat_log
 
     def register(self, dispatcher: Dispatcher) -> None:
-        dispatcher.register(REPORT_KIND, self.post_report)
+        dispatcher.register(PostDriftReport.kind, self.post_report)
 
     async def reconcile(
         self, dry_run: bool = False, trigger: str = "cli", removal_limit: int = REMOVAL_LIMIT
@@ -202,9 +202,9 @@ class Reconciler:
         )
         return run
 
-    async def post_report(self, item: OutboxItem) -> None:
+    async def post_report(self, item: OutboxItem[PostDriftReport]) -> None:
         """Outbox handler: post a queued drift report to every admin channel."""
-        data = dict(item.payload.get("report") or {})
+        data = dict(item.effect.report)
         for chat in self.chats:
             await chat.post_admins(render_json(chat.platform, REPORT_TEMPLATE, data))
 
@@ -228,8 +228,8 @@ class Reconciler:
         return None
 
     async def _queue_report(self, run: DriftRun) -> None:
-        # No request owns a drift report, so it is a row of its own rather than NotifyAdmins.
-        await self.outbox.add(REPORT_KIND, {"report": run.view()}, self.clearance.clock.now())
+        # No request owns a drift report, so it is an effect of its own rather than NotifyAdmins.
+        await self.outbox.add(PostDriftReport(run.view()), self.clearance.clock.now())
         self.clearance.wake()
 
 

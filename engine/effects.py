@@ -3,6 +3,10 @@
 Storage writes each effect as an outbox row in the same transaction as the state change;
 the dispatcher carries them out later (now, or at ``due_at``). Effects name the request
 and what to do; the data a message shows is read fresh when it is sent.
+
+An effect travels as its ``kind``, its request (``request_of``), its ``due_at`` and its
+``payload()`` (every other field, as plain JSON values), and ``effect_from_payload``
+turns those back into the same typed value: the one way into an outbox row and out.
 """
 
 from __future__ import annotations
@@ -12,23 +16,31 @@ from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from typing import Any, ClassVar
 
+# Fields the outbox row keeps in columns of their own, so never in its JSON payload.
+_COLUMNS = frozenset({"request_id", "due_at"})
+
 
 @dataclass(frozen=True)
 class Effect:
     """Base of all effects; ``kind`` picks the dispatcher handler."""
 
     kind: ClassVar[str] = ""
-    request_id: str
     due_at: datetime | None = field(default=None, kw_only=True)
 
     def payload(self) -> dict[str, Any]:
-        data = asdict(self)
-        data.pop("due_at", None)
-        return data
+        """The fields the outbox row stores as JSON (all but its columns)."""
+        return {k: v for k, v in asdict(self).items() if k not in _COLUMNS}
 
 
 @dataclass(frozen=True)
-class NotifyPerson(Effect):
+class RequestEffect(Effect):
+    """An effect on one request: every effect but the drift report."""
+
+    request_id: str
+
+
+@dataclass(frozen=True)
+class NotifyPerson(RequestEffect):
     """Send a person a direct message rendered from ``template``."""
 
     kind: ClassVar[str] = "notify"
@@ -38,7 +50,7 @@ class NotifyPerson(Effect):
 
 
 @dataclass(frozen=True)
-class NotifyApprovers(Effect):
+class NotifyApprovers(RequestEffect):
     """Ask the current stage's approvers to decide (one card each)."""
 
     kind: ClassVar[str] = "notify_approvers"
@@ -46,7 +58,7 @@ class NotifyApprovers(Effect):
 
 
 @dataclass(frozen=True)
-class NotifyAdmins(Effect):
+class NotifyAdmins(RequestEffect):
     """Post to the admin channel (grants, denials, failures, break-glass alerts)."""
 
     kind: ClassVar[str] = "notify_admins"
@@ -55,14 +67,14 @@ class NotifyAdmins(Effect):
 
 
 @dataclass(frozen=True)
-class RefreshCards(Effect):
+class RefreshCards(RequestEffect):
     """Update every approval card already sent for this request to its current state."""
 
     kind: ClassVar[str] = "refresh_cards"
 
 
 @dataclass(frozen=True)
-class Provision(Effect):
+class Provision(RequestEffect):
     """Add the principal to the group through the connector."""
 
     kind: ClassVar[str] = "provision"
@@ -72,7 +84,7 @@ class Provision(Effect):
 
 
 @dataclass(frozen=True)
-class Deprovision(Effect):
+class Deprovision(RequestEffect):
     """Remove the principal from the group through the connector."""
 
     kind: ClassVar[str] = "deprovision"
@@ -83,14 +95,14 @@ class Deprovision(Effect):
 
 
 @dataclass(frozen=True)
-class ExpireAt(Effect):
+class ExpireAt(RequestEffect):
     """Wake up at ``due_at`` and end the access if it is still due to end then."""
 
     kind: ClassVar[str] = "expire"
 
 
 @dataclass(frozen=True)
-class RemindAt(Effect):
+class RemindAt(RequestEffect):
     """Remind the requester before expiry (``before`` as written in policy, e.g. 1h)."""
 
     kind: ClassVar[str] = "remind"
@@ -98,7 +110,7 @@ class RemindAt(Effect):
 
 
 @dataclass(frozen=True)
-class NudgeAt(Effect):
+class NudgeAt(RequestEffect):
     """Remind the approvers of ``stage`` who have not decided, and tell the admins, when the
     stage is still waiting at ``due_at`` (an escalation before it times out)."""
 
@@ -107,10 +119,19 @@ class NudgeAt(Effect):
 
 
 @dataclass(frozen=True)
-class TimeoutAt(Effect):
+class TimeoutAt(RequestEffect):
     """Wake up at ``due_at`` and time the request out if nobody decided by then."""
 
     kind: ClassVar[str] = "timeout"
+
+
+@dataclass(frozen=True)
+class PostDriftReport(Effect):
+    """Post a drift reconciliation's report to the admin channels. It belongs to no request
+    (a reconciliation checks every managed group); ``report`` is the template's data."""
+
+    kind: ClassVar[str] = "drift_report"
+    report: Mapping[str, Any]
 
 
 EFFECT_TYPES: dict[str, type[Effect]] = {
@@ -126,12 +147,31 @@ EFFECT_TYPES: dict[str, type[Effect]] = {
         RemindAt,
         NudgeAt,
         TimeoutAt,
+        PostDriftReport,
     )
 }
 
 
-def effect_from_payload(kind: str, payload: Mapping[str, Any], due_at: datetime | None) -> Effect:
-    """Rebuild an effect from an outbox row (unknown keys from newer versions are dropped)."""
+def request_of(effect: Effect) -> str | None:
+    """The request an effect belongs to (None for work of no request, like a drift report)."""
+    return effect.request_id if isinstance(effect, RequestEffect) else None
+
+
+def effect_from_payload(
+    kind: str, request_id: str | None, payload: Mapping[str, Any], due_at: datetime | None
+) -> Effect:
+    """Rebuild an effect from an outbox row's kind, columns and payload.
+
+    Keys this version does not know are dropped: a newer version's fields, and the
+    request_id older versions also wrote into the payload (the column is the one kept).
+    Raises KeyError for an unknown kind, TypeError or ValueError for a payload that does
+    not fit it.
+    """
     cls = EFFECT_TYPES[kind]
-    names = {f.name for f in fields(cls)} - {"due_at"}
-    return cls(**{k: v for k, v in payload.items() if k in names}, due_at=due_at)
+    names = {f.name for f in fields(cls)} - _COLUMNS
+    values = {k: v for k, v in payload.items() if k in names}
+    if issubclass(cls, RequestEffect):
+        if request_id is None:
+            raise ValueError(f"a {kind} effect names no request")
+        values["request_id"] = request_id
+    return cls(**values, due_at=due_at)

@@ -3,33 +3,74 @@
 Claiming marks rows with a lease. On PostgreSQL the claim skips rows other processes are
 claiming (``FOR UPDATE SKIP LOCKED``), so replicas never take the same row; a process that
 dies mid-job leaves its lease to run out, and the row is claimed again.
+
+Rows hold typed effects (engine/effects.py): ``outbox_row`` is the one way an effect
+becomes a row and ``outbox_item`` the one way a claimed row becomes an effect again.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import func, or_, select, update
 from sqlmodel import col
 
+from engine.effects import Effect, effect_from_payload, request_of
 from storage.database import Database
 from storage.tables import OutboxRow
 
+log = logging.getLogger(__name__)
+
+# Covariant (items are read-only): an item of a Provision is also an item of an Effect.
+E = TypeVar("E", bound=Effect, covariant=True)
+
 
 @dataclass(frozen=True)
-class OutboxItem:
-    """A claimed row: what to do, for which request, and how often it was tried."""
+class OutboxItem(Generic[E]):
+    """A claimed row: the effect to carry out, when it fell due and how often it was tried.
+
+    A handler is given the rows of the kind it was registered for, so it may declare the
+    effect type of that kind (``OutboxItem[NotifyPerson]``).
+    """
 
     id: int
-    kind: str
-    request_id: str | None
-    payload: dict[str, Any]
+    effect: E
     due_at: datetime
     attempts: int
+
+    @property
+    def kind(self) -> str:
+        return self.effect.kind
+
+    @property
+    def request_id(self) -> str | None:
+        return request_of(self.effect)
+
+
+def outbox_row(effect: Effect, now: datetime) -> OutboxRow:
+    """The row that carries ``effect``: due now unless it says when."""
+    return OutboxRow(
+        kind=effect.kind,
+        request_id=request_of(effect),
+        payload=json.dumps(effect.payload(), default=str),
+        due_at=effect.due_at or now,
+        created_at=now,
+    )
+
+
+def outbox_item(row: OutboxRow) -> OutboxItem[Effect]:
+    """The typed effect a row carries. Raises (KeyError, TypeError, ValueError) for a row
+    that holds no effect this version knows."""
+    payload = json.loads(row.payload)
+    if not isinstance(payload, dict):
+        raise ValueError(f"payload is not an object: {row.payload[:80]}")
+    effect = effect_from_payload(row.kind, row.request_id, payload, row.due_at)
+    return OutboxItem(id=row.id or 0, effect=effect, due_at=row.due_at, attempts=row.attempts)
 
 
 class Outbox:
@@ -38,18 +79,10 @@ class Outbox:
     def __init__(self, database: Database) -> None:
         self.database = database
 
-    async def add(self, kind: str, payload: dict[str, Any], now: datetime) -> None:
-        """Queue work that belongs to no request (a drift report): due now, run once."""
+    async def add(self, effect: Effect, now: datetime) -> None:
+        """Queue work that belongs to no request transition (a drift report)."""
         async with self.database.transaction() as session:
-            session.add(
-                OutboxRow(
-                    kind=kind,
-                    request_id=None,
-                    payload=json.dumps(payload, default=str),
-                    due_at=now,
-                    created_at=now,
-                )
-            )
+            session.add(outbox_row(effect, now))
 
     async def claim(
         self,
@@ -58,7 +91,7 @@ class Outbox:
         limit: int = 50,
         lease: timedelta = timedelta(seconds=60),
         kinds: Sequence[str] | None = None,
-    ) -> list[OutboxItem]:
+    ) -> list[OutboxItem[Effect]]:
         """Take up to ``limit`` due rows for ``worker`` until ``now + lease``.
 
         Only ``kinds`` are taken when given: a process without a chat platform configured
@@ -80,21 +113,21 @@ class Outbox:
             query = query.with_for_update(skip_locked=True)
         async with self.database.transaction() as session:
             rows = (await session.execute(query)).scalars().all()
+            items = []
             for row in rows:
                 row.claimed_until = now + lease
                 row.claimed_by = worker
                 row.attempts += 1
-            items = [
-                OutboxItem(
-                    id=row.id or 0,
-                    kind=row.kind,
-                    request_id=row.request_id,
-                    payload=json.loads(row.payload),
-                    due_at=row.due_at,
-                    attempts=row.attempts,
-                )
-                for row in rows
-            ]
+                try:
+                    items.append(outbox_item(row))
+                except (KeyError, TypeError, ValueError) as exc:
+                    # No handler can run it, and left pending it would be claimed on every
+                    # tick: bury it at once, kept for inspection.
+                    log.error("outbox %s #%s holds no known effect: %r", row.kind, row.id, exc)
+                    row.status = "dead"
+                    row.completed_at = now
+                    row.claimed_until = None
+                    row.last_error = f"unreadable: {exc!r}"
         return items
 
     async def complete(self, item_id: int, now: datetime) -> None:

@@ -21,10 +21,11 @@ from engine.access_request import (
     Status,
 )
 from engine.effects import Effect
-from engine.lifecycle import Transition
+from engine.transitions import Transition
 from storage import audit_log
 from storage.database import Database
-from storage.tables import DecisionRow, GrantRow, OutboxRow, RequestRow
+from storage.outbox import outbox_row
+from storage.tables import DecisionRow, GrantRow, RequestRow
 
 
 class StaleRequest(Exception):
@@ -151,16 +152,6 @@ def _request(row: RequestRow, decisions: Sequence[DecisionRow]) -> AccessRequest
         deprovisioned_at=row.deprovisioned_at,
         failure=row.failure,
         version=row.version,
-    )
-
-
-def outbox_row(effect: Effect, now: datetime) -> OutboxRow:
-    return OutboxRow(
-        kind=effect.kind,
-        request_id=effect.request_id,
-        payload=json.dumps(effect.payload(), default=str),
-        due_at=effect.due_at or now,
-        created_at=now,
     )
 
 
