@@ -145,5 +145,5 @@ class Fulfilment:
             policy_version=self.clearance.policy.version,
             details={"kind": item.kind, "attempts": item.attempts, "error": error[:500]},
         )
-        await self.clearance.store.enqueue([alert], self.clearance.clock.now())
-        await self.clearance.record(record)
+        # One transaction: the admins are never told of a failure the audit trail lacks.
+        await self.clearance.store.enqueue([alert], self.clearance.clock.now(), audit=[record])

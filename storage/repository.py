@@ -21,7 +21,7 @@ from engine.access_request import (
     Status,
 )
 from engine.effects import Effect
-from engine.transitions import Transition
+from engine.transitions import AuditRecord, Transition
 from storage import audit_log
 from storage.database import Database
 from storage.outbox import outbox_row
@@ -256,11 +256,15 @@ class Store:
                 )
             )
 
-    async def enqueue(self, effects: Iterable[Effect], now: datetime) -> None:
-        """Queue effects that belong to no transition (alerts about failing jobs)."""
+    async def enqueue(
+        self, effects: Iterable[Effect], now: datetime, audit: Iterable[AuditRecord] = ()
+    ) -> None:
+        """Queue effects that belong to no transition (alerts about failing jobs), with the
+        audit records that tell of them: both are committed together or not at all."""
         async with self.database.transaction() as session:
             for effect in effects:
                 session.add(outbox_row(effect, now))
+            await audit_log.append(session, audit, now)
 
     async def find(
         self,

@@ -7,10 +7,12 @@ sample below and round-trips.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import timedelta
+from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlmodel import col
 
 from engine.effects import (
@@ -29,10 +31,12 @@ from engine.effects import (
     TimeoutAt,
     request_of,
 )
+from engine.transitions import SYSTEM_ACTOR, AuditRecord
+from storage.audit_log import AuditLog
 from storage.database import Database
 from storage.outbox import Outbox, OutboxItem
 from storage.repository import Store
-from storage.tables import OutboxRow
+from storage.tables import AuditRow, OutboxRow
 from tests.conftest import START
 
 RID = "R-EFFECTS1"
@@ -158,3 +162,24 @@ async def test_a_row_holding_no_known_effect_is_buried_not_retried(database: Dat
     assert len(dead) == 4
     assert all(r.last_error and r.last_error.startswith("unreadable") for r in dead)
     assert await claim_all(database) == []
+
+
+def failing(rid: str, details: dict[Any, Any]) -> AuditRecord:
+    return AuditRecord("job_failed", SYSTEM_ACTOR, rid, None, "v1", details)
+
+
+async def test_enqueue_commits_the_effects_and_their_audit_together(database: Database) -> None:
+    store = Store(database)
+    alert = NotifyAdmins(RID, template="job_failed", context={"error": "boom"})
+
+    await store.enqueue([alert], START, audit=[failing(RID, {"kind": "provision"})])
+    assert [i.effect for i in await claim_all(database)] == [replace(alert, due_at=START)]
+    assert [e.action async for e in AuditLog(database).events(request_id=RID)] == ["job_failed"]
+
+    # An audit record that cannot be sealed (its keys do not sort) rolls the alert back.
+    with pytest.raises(TypeError):
+        await store.enqueue([alert], START, audit=[failing(RID, {1: "x", "y": 2})])
+    async with database.transaction() as session:
+        outbox = (await session.execute(select(func.count()).select_from(OutboxRow))).scalar()
+        audit = (await session.execute(select(func.count()).select_from(AuditRow))).scalar()
+    assert (outbox, audit) == (1, 1)
