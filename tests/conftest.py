@@ -8,8 +8,10 @@ backends, so a missing server fails those tests instead of skipping them.
 from __future__ import annotations
 
 import os
+import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import NoReturn
@@ -20,6 +22,7 @@ from psycopg import sql
 from sqlalchemy.engine import make_url
 
 from adapters.static.directory import StaticDirectory
+from bot.cli import main as clearance_main
 from bot.policy_source import PolicySource
 from bot.usecases import Clearance
 from engine.policy import Policy
@@ -120,3 +123,36 @@ async def clearance(database: Database, policy: Policy, clock: ManualClock) -> C
         StaticDirectory(lambda: policy),
         clock,
     )
+
+
+@dataclass(frozen=True)
+class Ran:
+    """What a user sees of one ``clearance`` run."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+Run = Callable[..., Ran]
+
+
+@pytest.fixture
+def run_cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Run:
+    """Run ``clearance ARGS`` in this process (``env`` adds environment variables): a
+    separate process would add nothing the exit status and the two streams do not show."""
+
+    def run(*args: str, env: Mapping[str, str] | None = None) -> Ran:
+        for name, value in (env or {}).items():
+            monkeypatch.setenv(name, value)
+        capsys.readouterr()  # each result holds only its own run's output
+        try:
+            returncode = clearance_main(list(args))
+        except SystemExit as exc:  # argparse and the like: exit as the interpreter would
+            if isinstance(exc.code, str):
+                print(exc.code, file=sys.stderr)
+            returncode = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+        stdout, stderr = capsys.readouterr()
+        return Ran(returncode, stdout, stderr)
+
+    return run

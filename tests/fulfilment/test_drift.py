@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -28,6 +26,7 @@ from engine.audit import AuditEvent, verify_chain
 from engine.drafts import RequestDraft
 from engine.drift import Target
 from storage.tables import OutboxRow
+from tests.conftest import Ran, Run
 from tests.fakes.clock import ManualClock
 from tests.fakes.slack_api import TOKEN, FakeSlack
 from tests.fakes.slapd import ADMIN_PASSWORD, GROUPS, PEOPLE, PLACEHOLDER, Slapd, free_port
@@ -364,59 +363,57 @@ async def test_daily_job_runs_once_a_day_across_replicas(
 # --- the command ---------------------------------------------------------------------------
 
 
-def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "bot.cli", "reconcile", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, **env},
-        check=False,
-    )
+def reconcile(run_cli: Run, *args: str, env: dict[str, str]) -> Ran:
+    return run_cli("reconcile", *args, env=env)
 
 
 def test_cli_exit_codes(
-    db_url: str, policy_file: Path, dead_policy_file: Path, slapd: Slapd, tmp_path: Path
+    run_cli: Run,
+    db_url: str,
+    policy_file: Path,
+    dead_policy_file: Path,
+    slapd: Slapd,
+    tmp_path: Path,
 ) -> None:
     env = {
         "DATABASE_URL": db_url,
         "CLEARANCE_POLICY": str(policy_file),
         PASSWORD_ENV: ADMIN_PASSWORD,
     }
-    clean = run_cli(env=env)
+    clean = reconcile(run_cli, env=env)
     assert clean.returncode == 0, clean.stdout + clean.stderr
     assert "No drift" in clean.stdout
 
     add_member(slapd, "drift-revoke", "user12@example.com")
-    dry = run_cli("--dry-run", env=env)
+    dry = reconcile(run_cli, "--dry-run", env=env)
     assert dry.returncode == 1, dry.stdout + dry.stderr
     assert "user12@example.com: would be removed" in dry.stdout and "dry run" in dry.stdout
     assert "user12@example.com" in emails(slapd, "drift-revoke")
 
-    real = run_cli(env=env)
+    real = reconcile(run_cli, env=env)
     assert real.returncode == 1, real.stdout + real.stderr
     assert "user12@example.com: removed" in real.stdout
     assert "user12@example.com" not in emails(slapd, "drift-revoke")
-    assert run_cli(env=env).returncode == 0
+    assert reconcile(run_cli, env=env).returncode == 0
 
     # More strangers in one group than --max-removals allows: held for a human, all kept.
     for who in ("user13@example.com", "user14@example.com"):
         add_member(slapd, "drift-revoke", who)
-    held = run_cli("--max-removals", "1", env=env)
+    held = reconcile(run_cli, "--max-removals", "1", env=env)
     assert held.returncode == 1, held.stdout + held.stderr
     assert "held: 2 removals from one group is more than the limit of 1" in held.stdout
     assert {"user13@example.com", "user14@example.com"} <= emails(slapd, "drift-revoke")
-    confirmed = run_cli("--max-removals", "2", env=env)
+    confirmed = reconcile(run_cli, "--max-removals", "2", env=env)
     assert confirmed.returncode == 1 and "user14@example.com: removed" in confirmed.stdout
     assert not {"user13@example.com", "user14@example.com"} & emails(slapd, "drift-revoke")
-    wrong = run_cli("--max-removals", "-1", env=env)
+    wrong = reconcile(run_cli, "--max-removals", "-1", env=env)
     assert wrong.returncode == 2 and "-1 is below 0" in wrong.stderr
 
-    errors = run_cli("--dry-run", "--policy", str(dead_policy_file), env=env)
+    errors = reconcile(run_cli, "--dry-run", "--policy", str(dead_policy_file), env=env)
     assert errors.returncode == 2, errors.stdout + errors.stderr
     assert "NOT CHECKED" in errors.stdout and "unreachable" in errors.stdout
 
     bad = tmp_path / "bad.yaml"
     bad.write_text("resources: nope\n")
-    refused = run_cli("--policy", str(bad), env=env)
+    refused = reconcile(run_cli, "--policy", str(bad), env=env)
     assert refused.returncode == 2 and "policy has problems" in refused.stderr

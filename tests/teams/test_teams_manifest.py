@@ -9,7 +9,7 @@ import zipfile
 import zlib
 from pathlib import Path
 
-from tests.cli.test_cli import run_cli
+from tests.conftest import Run
 
 APP_ID = "11111111-2222-3333-4444-555555555555"
 
@@ -36,7 +36,7 @@ def _png(data: bytes) -> tuple[int, int, list[bytes]]:
     return size[0], size[1], rows
 
 
-def test_the_package_holds_the_manifest_and_both_icons(tmp_path: Path) -> None:
+def test_the_package_holds_the_manifest_and_both_icons(run_cli: Run, tmp_path: Path) -> None:
     out = tmp_path / "clearance-teams.zip"
     result = run_cli(
         "teams",
@@ -72,7 +72,7 @@ def test_the_package_holds_the_manifest_and_both_icons(tmp_path: Path) -> None:
     assert pixels == {b"\xff\xff\xff\xff", b"\x00\x00\x00\x00"}
 
 
-def test_the_manifest_needs_an_app_id_and_an_https_url() -> None:
+def test_the_manifest_needs_an_app_id_and_an_https_url(run_cli: Run) -> None:
     printed = run_cli("teams", "manifest", "--app-id", APP_ID)
     assert printed.returncode == 0 and json.loads(printed.stdout)["id"] == APP_ID
     missing = run_cli("teams", "manifest", env={"TEAMS_APP_ID": ""})
