@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from bot.chat import Chat, Unreachable
@@ -39,6 +40,15 @@ from storage.outbox import OutboxItem
 log = logging.getLogger(__name__)
 
 LIVE_TEMPLATES = ("approval_card", "request_submitted")
+
+
+@dataclass(frozen=True)
+class _Shown:
+    """What every message of one job shows about its request, looked up once per job."""
+
+    request: AccessRequest
+    people: dict[str, Person]
+    previous: int  # the requester's other requests for the same resource
 
 
 class Notifier:
@@ -75,63 +85,67 @@ class Notifier:
                 people[manager.email] = manager
         return people
 
-    async def view(
-        self, request: AccessRequest, viewer: str | None, people: dict[str, Person] | None = None
-    ) -> dict[str, Any]:
-        people = people if people is not None else await self.people(request)
+    async def view(self, request: AccessRequest, viewer: str | None) -> dict[str, Any]:
+        return self._view(await self._shown(request), viewer)
+
+    async def _shown(self, request: AccessRequest) -> _Shown:
+        people = await self.people(request)
         earlier = await self.clearance.store.find(requester=request.requester, limit=200)
         previous = sum(
             1 for r in earlier if r.resource_id == request.resource_id and r.id != request.id
         )
+        return _Shown(request, people, previous)
+
+    def _view(self, shown: _Shown, viewer: str | None) -> dict[str, Any]:
         return request_view(
-            request, self.clearance.policy, people, self.clearance.clock.now(), viewer, previous
+            shown.request,
+            self.clearance.policy,
+            shown.people,
+            self.clearance.clock.now(),
+            viewer,
+            shown.previous,
         )
 
     # --- handlers -----------------------------------------------------------------------
 
     async def notify(self, item: OutboxItem[NotifyPerson]) -> None:
         effect = item.effect
-        request = await self.clearance.get(effect.request_id)
-        await self._send(item, request, effect.email, effect.template, dict(effect.context))
+        shown = await self._shown(await self.clearance.get(effect.request_id))
+        await self._send(item, shown, effect.email, effect.template, dict(effect.context))
 
     async def notify_approvers(self, item: OutboxItem[NotifyApprovers]) -> None:
         request = await self.clearance.get(item.effect.request_id)
         stage = request.stage
         if stage is None or stage.index != item.effect.stage:
             return  # decided or moved on before we got here: nobody should be asked now
-        people = await self.people(request)
+        shown = await self._shown(request)
         for approver in stage.approvers:
-            await self._send(item, request, approver, "approval_card", {}, people, stage.index)
+            await self._send(item, shown, approver, "approval_card", {}, stage.index)
 
     async def notify_admins(self, item: OutboxItem[NotifyAdmins]) -> None:
         effect = item.effect
-        request = await self.clearance.get(effect.request_id)
-        await self._post_admins(item, request, "admin_" + effect.template, dict(effect.context))
+        shown = await self._shown(await self.clearance.get(effect.request_id))
+        await self._post_admins(item, shown, "admin_" + effect.template, dict(effect.context))
 
     async def _post_admins(
-        self,
-        item: OutboxItem[Effect],
-        request: AccessRequest,
-        template: str,
-        context: dict[str, Any],
+        self, item: OutboxItem[Effect], shown: _Shown, template: str, context: dict[str, Any]
     ) -> None:
         """Post to every platform's admin channel once per job, however often it is retried."""
-        data = {"r": await self.view(request, None), "context": context}
+        data = {"r": self._view(shown, None), "context": context}
         for chat in self.chats.values():
             if await self.chat_log.was_sent(item.id, chat.platform, "admins"):
                 continue
             delivered = await chat.post_admins(render_json(chat.platform, template, data))
             if delivered is not None:
-                await self._log(chat, request, "admins", template, None, delivered, item.id)
+                await self._log(chat, shown.request, "admins", template, None, delivered, item.id)
 
     async def refresh_cards(self, item: OutboxItem[RefreshCards]) -> None:
-        request = await self.clearance.get(item.effect.request_id)
-        people = await self.people(request)
-        for sent in await self.chat_log.for_request(request.id, LIVE_TEMPLATES):
+        shown = await self._shown(await self.clearance.get(item.effect.request_id))
+        for sent in await self.chat_log.for_request(shown.request.id, LIVE_TEMPLATES):
             chat = self.chats.get(sent.platform)
             if chat is None:
                 continue
-            data = {"r": await self.view(request, sent.recipient, people)}
+            data = {"r": self._view(shown, sent.recipient)}
             await chat.update(
                 sent.channel, sent.message_id, render_json(chat.platform, sent.template, data)
             )
@@ -141,7 +155,8 @@ class Notifier:
         before = item.effect.before
         if not reminder_due(request, self.clearance.clock.now(), parse_duration(before)):
             return  # ended or extended since the reminder was planned
-        await self._send(item, request, request.requester, "expiry_reminder", {"before": before})
+        shown = await self._shown(request)
+        await self._send(item, shown, request.requester, "expiry_reminder", {"before": before})
 
     async def nudge(self, item: OutboxItem[NudgeAt]) -> None:
         """A stage still waits: remind its approvers who have not decided, tell the admins."""
@@ -150,13 +165,11 @@ class Notifier:
         waiting = nudge_due(request, stage, self.clearance.clock.now())
         if not waiting:
             return  # decided, moved on or timed out since the reminder was planned
-        people = await self.people(request)
+        shown = await self._shown(request)
         for approver in waiting:
-            await self._send(
-                item, request, approver, "approval_card", {"nudge": True}, people, stage
-            )
-        context = {"waiting": [person_view(a, people) for a in waiting]}
-        await self._post_admins(item, request, "admin_request_waiting", context)
+            await self._send(item, shown, approver, "approval_card", {"nudge": True}, stage)
+        context = {"waiting": [person_view(a, shown.people) for a in waiting]}
+        await self._post_admins(item, shown, "admin_request_waiting", context)
         await self.clearance.record(
             AuditRecord(
                 action="approvers_reminded",
@@ -173,13 +186,13 @@ class Notifier:
     async def _send(
         self,
         item: OutboxItem[Effect],
-        request: AccessRequest,
+        shown: _Shown,
         email: str,
         template: str,
         context: dict[str, Any],
-        people: dict[str, Person] | None = None,
         stage: int | None = None,
     ) -> None:
+        request = shown.request
         person = await self.clearance.directory.person(email)
         reached = False
         if person is not None:
@@ -187,7 +200,7 @@ class Notifier:
                 if await self.chat_log.was_sent(item.id, chat.platform, email):
                     reached = True
                     continue
-                data = {"r": await self.view(request, email, people), **context}
+                data = {"r": self._view(shown, email), **context}
                 try:
                     delivered = await chat.send_direct(
                         person, render_json(chat.platform, template, data)
@@ -199,7 +212,7 @@ class Notifier:
         if not reached:
             # Never drop a message silently: the admins hear who could not be reached.
             log.warning("request %s: %s could not be reached for %s", request.id, email, template)
-            await self._tell_admins_unreachable(request, email, template)
+            await self._tell_admins_unreachable(shown, email, template)
 
     def _chats_for(self, person: Person) -> Iterable[Chat]:
         return [chat for chat in self.chats.values() if chat.reaches(person)]
@@ -228,11 +241,9 @@ class Notifier:
             self.clearance.clock.now(),
         )
 
-    async def _tell_admins_unreachable(
-        self, request: AccessRequest, email: str, template: str
-    ) -> None:
+    async def _tell_admins_unreachable(self, shown: _Shown, email: str, template: str) -> None:
         data = {
-            "r": await self.view(request, None),
+            "r": self._view(shown, None),
             "context": {
                 "error": f"{email} could not be reached in chat ({template})",
                 "kind": "notify",

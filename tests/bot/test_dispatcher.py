@@ -1,4 +1,5 @@
-"""The dispatcher and fulfilment handlers over a real outbox, with an in-memory connector.
+"""The dispatcher and its handlers over a real outbox, with an in-memory connector (and, for
+a notification, a chat platform that records what it was sent).
 
 The clock is a ManualClock: grants, reminders, backoff and expiry are checked against
 exact times, and "later" is a call to ``advance`` or ``set``.
@@ -7,23 +8,30 @@ exact times, and "later" is a call to ``advance`` or ``set``.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlmodel import col
 
+from bot.chat import Delivered
 from bot.connectors import Connectors
 from bot.dispatcher import Dispatcher
 from bot.fulfilment import Fulfilment
+from bot.notifier import Notifier
 from bot.usecases import Clearance
 from engine.access_request import Status
+from engine.directory import Person
 from engine.drafts import RequestDraft
+from engine.effects import NotifyApprovers
 from engine.effects import TimeoutAt as Probe
 from engine.policy import Policy
 from engine.ports import ConnectorFailure
+from storage.chat_log import ChatLog
 from storage.database import Database
 from storage.outbox import Outbox, OutboxItem, outbox_item
 from storage.repository import Store
@@ -432,3 +440,68 @@ async def test_two_dispatchers_run_each_row_exactly_once(
     pending = [r for r in probes if r.status != "done"]
     assert len(pending) == len(later) and untouched(pending)
     assert untouched(await rows(database, kind="not_mine"))
+
+
+# --- notifications ----------------------------------------------------------------------------
+
+
+class RecordingChat:
+    """A chat platform that reaches everyone and keeps what it was sent (the Chat port)."""
+
+    platform = "slack"
+
+    def __init__(self) -> None:
+        self.direct: list[tuple[str, dict[str, Any]]] = []
+
+    def reaches(self, person: Person) -> bool:
+        return True
+
+    async def send_direct(self, person: Person, message: dict[str, Any]) -> Delivered:
+        self.direct.append((person.email, message))
+        return Delivered(f"D-{person.email}", str(len(self.direct)))
+
+    async def update(self, channel: str, message_id: str, message: dict[str, Any]) -> None:
+        pass
+
+    async def post_admins(self, message: dict[str, Any]) -> Delivered | None:
+        return None
+
+
+async def test_an_approval_job_reads_the_requesters_history_once(
+    clearance: Clearance, database: Database
+) -> None:
+    draft = RequestDraft(
+        requester=ALICE,
+        resource_id="prod-db-admin",
+        justification="Investigating INC-42 on the primary cluster",
+        ticket="INC-42",
+        duration="4h",
+    )
+    for _ in range(2):
+        await clearance.submit(draft)
+    request = await clearance.submit(draft)
+    await clearance.decide(request.id, "bob@example.com", "approve")
+    [item] = [
+        i
+        for i in map(outbox_item, await rows(database, request.id, "notify_approvers"))
+        if isinstance(i.effect, NotifyApprovers) and i.effect.stage == 1
+    ]
+    chat = RecordingChat()
+    notifier = Notifier(clearance, [chat], ChatLog(database))
+
+    history_reads = 0
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        nonlocal history_reads
+        history_reads += "requests.requester =" in statement
+
+    event.listen(database.engine.sync_engine, "before_cursor_execute", count)
+    try:
+        await notifier.notify_approvers(item)  # type: ignore[arg-type]
+    finally:
+        event.remove(database.engine.sync_engine, "before_cursor_execute", count)
+
+    # Two approvers, one card each, both telling of the two earlier requests ...
+    assert [email for email, _ in chat.direct] == ["dora@example.com", "dan@example.com"]
+    assert all("asked for this 2 times before" in json.dumps(m) for _, m in chat.direct)
+    assert history_reads == 1  # ... read once for the job, not once per card
