@@ -43,9 +43,9 @@ from bot.policy_source import PolicySource
 from bot.reconcile import Reconciler
 from bot.settings import Settings
 from bot.usecases import Clearance
-from engine.lifecycle import SYSTEM_ACTOR, AuditRecord
 from engine.policy import ConnectorConfig
 from engine.ports import Directory, Entitlements
+from engine.transitions import SYSTEM_ACTOR, AuditRecord
 from storage import migrate
 from storage.audit_log import AuditLog
 from storage.chat_log import ChatLog

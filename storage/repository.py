@@ -21,6 +21,7 @@ from engine.access_request import (
     Status,
 )
 from engine.effects import Effect
+from engine.eligibility import waiting_for
 from engine.transitions import AuditRecord, Transition
 from storage import audit_log
 from storage.database import Database
@@ -301,15 +302,7 @@ class Store:
         """Pending requests whose current stage this person may decide and has not yet."""
         approver = approver.lower()
         pending = await self.find([Status.PENDING], limit=limit * 5)
-        out = []
-        for request in pending:
-            stage = request.stage
-            if stage is None or approver not in stage.approvers:
-                continue
-            if any(d.approver == approver and d.stage == stage.index for d in request.decisions):
-                continue
-            out.append(request)
-        return out[:limit]
+        return [r for r in pending if approver in waiting_for(r)][:limit]
 
     async def in_flight_grants(
         self, connector: str, target_group: str, principal: str
