@@ -28,7 +28,7 @@ run: demo
 
 lint: setup
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy --strict engine storage
+	$(VENV)/bin/mypy --strict engine storage bot adapters message_templates
 
 test: setup
 	bash scripts/test-services.sh
