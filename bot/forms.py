@@ -11,7 +11,8 @@ from engine.access_request import AccessRequest
 from engine.drafts import RequestDraft
 from engine.durations import format_duration
 from engine.eligibility import may_request
-from engine.policy import RISK_ORDER, Resource
+from engine.policy import Resource
+from engine.policy_fields import RISK_ORDER
 
 # The inputs of the request form on every chat, by the names their templates give them.
 FORM_FIELDS = ("resource", "duration", "justification", "ticket")

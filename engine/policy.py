@@ -17,7 +17,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from engine.durations import DurationError, parse_duration
+from engine.policy_fields import RISK_ORDER, Risk
+from engine.policy_fields import StrictModel as _Strict
+from engine.policy_fields import as_duration as _duration
 from engine.rules import (
     ApproverRule,
     Group,
@@ -29,27 +31,9 @@ from engine.rules import (
     parse_requester,
 )
 
-Risk = Literal["low", "medium", "high", "critical"]
-RISK_ORDER: tuple[Risk, ...] = ("low", "medium", "high", "critical")
 # Auto-approval is a convenience for low-stakes access; above this it must be a human call.
 AUTO_APPROVAL_MAX_RISK: Risk = "medium"
 JUSTIFICATION_HARD_LIMIT = 2000
-
-
-
-def _duration(value: object) -> timedelta:
-    if isinstance(value, timedelta):
-        return value
-    if isinstance(value, str):
-        try:
-            return parse_duration(value)
-        except DurationError as exc:
-            raise ValueError(str(exc)) from None
-    raise ValueError("a duration is written as text such as 30m, 4h or 2d")
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class PersonEntry(_Strict):

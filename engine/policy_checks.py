@@ -24,6 +24,7 @@ from engine.policy import (
     Stage,
     expand_members,
 )
+from engine.policy_fields import RISK_ORDER, Risk
 from engine.rules import Admins, Group, Manager, ResourceOwner, User
 
 Path_ = tuple[str | int, ...]
