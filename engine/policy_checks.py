@@ -15,12 +15,10 @@ from typing import Protocol
 from engine.durations import format_duration
 from engine.policy import (
     AUTO_APPROVAL_MAX_RISK,
-    RISK_ORDER,
     ConnectorConfig,
     DirectoryConfig,
     PolicyDocument,
     Resource,
-    Risk,
     Stage,
     expand_members,
 )
