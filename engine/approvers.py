@@ -40,6 +40,19 @@ def candidates(
     stage: Stage, requester: str, resource: Resource, policy: Policy, directory: DirectoryView
 ) -> tuple[list[Candidate], list[str]]:
     """People a stage's rules name, in rule order, plus notes on rules that named nobody."""
+    return named_by(stage.approvers, requester, resource, policy, directory)
+
+
+def named_by(
+    rules: Iterable[ApproverRule],
+    person: str,
+    resource: Resource,
+    policy: Policy,
+    directory: DirectoryView,
+) -> tuple[list[Candidate], list[str]]:
+    """People approver rules name about ``person`` (whose manager ``manager`` means) and
+    ``resource``, in rule order without repeats, plus notes on rules that named nobody."""
+    requester = person
     found: list[Candidate] = []
     notes: list[str] = []
 
@@ -51,7 +64,7 @@ def candidates(
             if all(c.email != email.lower() for c in found):
                 found.append(Candidate(email.lower(), rule))
 
-    for rule in stage.approvers:
+    for rule in rules:
         if isinstance(rule, Manager):
             manager = manager_of(requester, directory, rule.levels)
             if manager is None:

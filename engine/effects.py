@@ -134,6 +134,67 @@ class PostDriftReport(Effect):
     report: Mapping[str, Any]
 
 
+@dataclass(frozen=True)
+class ReviewEffect(Effect):
+    """An effect on one access-review campaign."""
+
+    campaign_id: str
+
+
+@dataclass(frozen=True)
+class NotifyReviewer(ReviewEffect):
+    """Send (or, with ``nudge``, send again as a reminder) a reviewer their review card."""
+
+    kind: ClassVar[str] = "notify_reviewer"
+    reviewer: str
+    nudge: bool = False
+
+
+@dataclass(frozen=True)
+class RefreshReviewCards(ReviewEffect):
+    """Update every review card of the campaign already sent to its current state."""
+
+    kind: ClassVar[str] = "refresh_review_cards"
+
+
+@dataclass(frozen=True)
+class NotifyAdminsOfReview(ReviewEffect):
+    """Post a campaign's news to the admin channel (summary, held revocations, a verdict)."""
+
+    kind: ClassVar[str] = "notify_admins_review"
+    template: str
+    index: int | None = None
+
+
+@dataclass(frozen=True)
+class RevokeReviewed(ReviewEffect):
+    """Carry out a review's Revoke of item ``index``: end its grant, or remove the membership."""
+
+    kind: ClassVar[str] = "revoke_reviewed"
+    index: int
+
+
+@dataclass(frozen=True)
+class ReviewRemindAt(ReviewEffect):
+    """Remind the reviewers who still have items to decide, when the campaign is still open."""
+
+    kind: ClassVar[str] = "review_remind"
+
+
+@dataclass(frozen=True)
+class ReviewDueAt(ReviewEffect):
+    """The campaign's due time: undecided items follow the policy's ``on_no_decision``."""
+
+    kind: ClassVar[str] = "review_due"
+
+
+@dataclass(frozen=True)
+class StartBreakGlassReview(RequestEffect):
+    """Break-glass access started: open its mandatory review."""
+
+    kind: ClassVar[str] = "start_break_glass_review"
+
+
 EFFECT_TYPES: dict[str, type[Effect]] = {
     cls.kind: cls
     for cls in (
@@ -148,6 +209,13 @@ EFFECT_TYPES: dict[str, type[Effect]] = {
         NudgeAt,
         TimeoutAt,
         PostDriftReport,
+        NotifyReviewer,
+        RefreshReviewCards,
+        NotifyAdminsOfReview,
+        RevokeReviewed,
+        ReviewRemindAt,
+        ReviewDueAt,
+        StartBreakGlassReview,
     )
 }
 

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from engine.policy_fields import RISK_ORDER, Risk
 from engine.policy_fields import StrictModel as _Strict
 from engine.policy_fields import as_duration as _duration
+from engine.review_policy import ReviewPolicy
 from engine.rules import (
     ApproverRule,
     Group,
@@ -291,6 +292,7 @@ class PolicyDocument(_Strict):
     directory: DirectoryConfig = DirectoryConfig()
     connectors: dict[str, ConnectorConfig] = Field(default_factory=dict)
     resources: tuple[Resource, ...]
+    reviews: tuple[ReviewPolicy, ...] = ()
 
     @property
     def executor_identities(self) -> frozenset[str]:
@@ -319,6 +321,9 @@ class Policy:
             if res.id == resource_id:
                 return res
         return None
+
+    def review(self, review_id: str) -> ReviewPolicy | None:
+        return next((r for r in self.document.reviews if r.id == review_id), None)
 
     def is_admin(self, email: str) -> bool:
         return email.lower() in self.document.admins.users

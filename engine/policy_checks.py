@@ -112,6 +112,8 @@ def semantic_problems(
         yield from _resource_problems(ctx, checked, base)
         yield from _extension_problems(checked, base, lines)
         yield from _who_problems(ctx, checked, base)
+    if "reviews" not in failed:
+        yield from _review_problems(ctx, {c.resource.id for c in resources})
 
 
 def _directory_problems(ctx: _Context) -> Found:
@@ -310,3 +312,29 @@ def _static_approver_bound(stage: Stage, res: Resource, doc: PolicyDocument) -> 
         elif isinstance(rule, User):
             people.add(rule.email)
     return len(people - doc.executor_identities)
+
+
+def _review_problems(ctx: _Context, resource_ids: set[str]) -> Found:
+    """Campaigns must name resources that exist, reviewers that exist, a cadence past due."""
+    seen: set[str] = set()
+    for i, review in enumerate(ctx.doc.reviews):
+        base: Path_ = ("reviews", i)
+        if review.id in seen:
+            yield ctx.lines.line_of((*base, "id")), f"duplicate review id '{review.id}'"
+        seen.add(review.id)
+        for j, rid in enumerate(review.resources):
+            if rid != "all" and rid not in resource_ids:
+                yield (
+                    ctx.lines.line_of((*base, "resources", j)),
+                    f"review '{review.id}' names unknown resource '{rid}'",
+                )
+        if review.every is not None and review.every <= review.due:
+            yield (
+                ctx.lines.line_of((*base, "every")),
+                f"review '{review.id}' runs every {format_duration(review.every)} but is due "
+                f"after {format_duration(review.due)}; campaigns would overlap",
+            )
+        for key in ("reviewer", "fallback"):
+            rule = getattr(review, key)
+            if isinstance(rule, Group | User):
+                yield from ctx.named_exists(rule, (*base, key), key)
