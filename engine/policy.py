@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from engine.durations import DurationError, format_duration, parse_duration
 from engine.policy_fields import RISK_ORDER, Risk
 from engine.policy_fields import StrictModel as _Strict
 from engine.policy_fields import as_duration as _duration
@@ -166,12 +167,60 @@ class Stage(_Strict):
         return self.name or f"stage {index + 1}"
 
 
+class BreakGlassLimit(_Strict):
+    """At most ``count`` break-glass requests of one person for one resource per ``window``,
+    written ``2/30d``; beyond it a break-glass ask goes to the approvers."""
+
+    count: int
+    window: timedelta
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_text(cls, data: object) -> object:
+        if not isinstance(data, str):
+            raise ValueError(
+                "a limit is written as a count and a duration, e.g. 2/30d (2 in 30 days)"
+            )
+        count, slash, window = data.strip().partition("/")
+        if not slash or not count.strip().isdigit():
+            raise ValueError(
+                f"'{data}' is not a limit; write a count and a duration, e.g. 2/30d (2 in 30 days)"
+            )
+        if int(count) < 1:
+            raise ValueError(
+                f"'{data}' allows no break-glass at all; the count must be 1 or more "
+                "(leave break_glass out to offer none)"
+            )
+        try:
+            length = parse_duration(window)
+        except DurationError as exc:
+            raise ValueError(f"'{data}' is not a limit: {exc}") from None
+        return {"count": int(count), "window": length}
+
+    @property
+    def per(self) -> str:
+        """The window as people count it: ``30d`` rather than ``4w2d``."""
+        days, rest = divmod(int(self.window.total_seconds()), 86400)
+        return f"{days}d" if days and not rest else format_duration(self.window)
+
+    def __str__(self) -> str:
+        return f"{self.count}/{self.per}"
+
+
 class BreakGlassRule(_Strict):
-    """Self-service emergency access: no approvers, a loud alert, a short cap, a review after."""
+    """Self-service emergency access: no approvers, a loud alert, a short cap, a review after.
+
+    ``review_within`` is how long the mandatory review after it may take; ``limit`` how
+    often one person may break glass on the resource (unlimited when unset).
+    """
 
     max: timedelta
+    review_within: timedelta = timedelta(hours=24)
+    limit: BreakGlassLimit | None = None
 
-    _parse = field_validator("max", mode="before")(classmethod(lambda cls, v: _duration(v)))
+    _parse = field_validator("max", "review_within", mode="before")(
+        classmethod(lambda cls, v: _duration(v))
+    )
 
 
 class ExtensionRule(_Strict):

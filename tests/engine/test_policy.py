@@ -322,6 +322,65 @@ def test_break_glass_max_above_duration_max() -> None:
     assert only_problem(text) == (16, "break_glass max 8h is above the resource's duration max 4h")
 
 
+def test_break_glass_review_and_limit_default_to_a_day_and_none() -> None:
+    policy = parse_policy(policy_yaml(resource="break_glass: {max: 1h}"))
+    rule = policy.resources[0].break_glass
+    assert rule is not None and rule.review_within == timedelta(hours=24) and rule.limit is None
+
+
+@pytest.mark.parametrize(
+    ("text", "count", "window", "written"),
+    [
+        ("2/30d", 2, timedelta(days=30), "2/30d"),
+        ("1/12h", 1, timedelta(hours=12), "1/12h"),
+        (" 3 / 1w ", 3, timedelta(days=7), "3/7d"),
+        ("5/90m", 5, timedelta(minutes=90), "5/1h30m"),
+    ],
+)
+def test_break_glass_limit_reads_a_count_and_a_window(
+    text: str, count: int, window: timedelta, written: str
+) -> None:
+    resource = f"break_glass: {{max: 1h, review_within: 8h, limit: '{text}'}}"
+    rule = parse_policy(policy_yaml(resource=resource)).resources[0].break_glass
+    assert rule is not None and rule.review_within == timedelta(hours=8)
+    assert rule.limit is not None
+    assert (rule.limit.count, rule.limit.window, str(rule.limit)) == (count, window, written)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2/month", "'2/month' is not a limit: 'month' is not a duration"),
+        ("0/30d", "'0/30d' allows no break-glass at all; the count must be 1 or more"),
+        ("2/0d", "'2/0d' is not a limit: '0d' is zero"),
+        ("two/30d", "'two/30d' is not a limit; write a count and a duration, e.g. 2/30d"),
+        ("30d", "'30d' is not a limit; write a count and a duration"),
+        ("2", "a limit is written as a count and a duration, e.g. 2/30d"),
+    ],
+)
+def test_bad_break_glass_limit_is_refused_at_its_line(value: str, expected: str) -> None:
+    text = policy_yaml(
+        resource=f"""\
+        risk: high
+        break_glass:
+          max: 1h
+          review_within: 24h
+          limit: {value}
+        """
+    )
+    line, message = only_problem(text)
+    assert line == 18
+    assert message.startswith("resources[0].break_glass.limit: ")
+    assert expected in message
+
+
+def test_bad_break_glass_review_within_is_refused_at_its_line() -> None:
+    text = policy_yaml(resource="break_glass:\n  max: 1h\n  review_within: soon\n")
+    line, message = only_problem(text)
+    assert line == 17 and message.startswith("resources[0].break_glass.review_within: ")
+    assert "'soon' is not a duration" in message
+
+
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
