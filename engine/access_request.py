@@ -108,6 +108,8 @@ class AccessRequest:
     decisions: tuple[Decision, ...] = ()
     pending_deadline: datetime | None = None
     break_glass: bool = False
+    # Why a break-glass ask took the approval path instead (``engine.lifecycle``), if it did.
+    break_glass_refused: str | None = None
     granted_at: datetime | None = None
     expires_at: datetime | None = None
     ended_at: datetime | None = None

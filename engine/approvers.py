@@ -84,6 +84,32 @@ def named_by(
     return found, notes
 
 
+@dataclass(frozen=True)
+class BreakGlassReviewers:
+    """Who is told of a break-glass access and reviews it afterwards."""
+
+    people: tuple[str, ...]
+    owners: bool  # False when no owner may, so the admins stand in
+
+
+def break_glass_reviewers(
+    requester: str, resource: Resource, policy: Policy, directory: DirectoryView
+) -> BreakGlassReviewers:
+    """The resource's owners (groups expanded) who may judge ``requester``'s emergency
+    access, or the admins when no owner is left: never the requester, a connector
+    identity, or anyone the directory does not know or marks inactive."""
+    for rule in (ResourceOwner(), Admins()):
+        found, _ = named_by((rule,), requester, resource, policy, directory)
+        eligible = tuple(
+            c.email
+            for c in found
+            if exclusion_reason(c.email, requester, policy, directory) is None
+        )
+        if eligible:
+            return BreakGlassReviewers(eligible, owners=isinstance(rule, ResourceOwner))
+    return BreakGlassReviewers((), owners=False)
+
+
 def resolve_stage(
     index: int,
     requester: str,

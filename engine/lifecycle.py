@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from engine.access_request import AccessRequest, ApprovalMode, Decision, Outcome, Status
-from engine.approvers import resolve_stage
+from engine.approvers import break_glass_reviewers, resolve_stage
 from engine.directory import DirectoryView
 from engine.drafts import RequestDraft, validate_draft
 from engine.durations import format_duration
@@ -37,14 +37,33 @@ DENY_REASON_MAX = 500
 # --- submitting ----------------------------------------------------------------------------
 
 
+# Why a break-glass ask goes to the approvers: the requester reached the resource's limit.
+BREAK_GLASS_LIMIT = "limit"
+
+
+def break_glass_refusal(resource: Resource, recent: int) -> str | None:
+    """Why a break-glass ask takes the approval path instead of being granted at once, or
+    None when it is granted. ``recent`` is how many break-glass requests the requester made
+    for ``resource`` within its limit's window, a fact the application looked up."""
+    rule = resource.break_glass
+    if rule is not None and rule.limit is not None and recent >= rule.limit.count:
+        return BREAK_GLASS_LIMIT
+    return None
+
+
 def submit(
     draft: RequestDraft,
     policy: Policy,
     directory: DirectoryView,
     now: datetime,
     request_id: str,
+    recent_break_glass: int = 0,
 ) -> Transition:
-    """Create a request: validate it, then auto-approve, break glass, or start stage 1."""
+    """Create a request: validate it, then auto-approve, break glass, or start stage 1.
+
+    A break-glass ask beyond the resource's limit (``recent_break_glass`` of them already in
+    its window) is validated as break-glass, then follows the approval path and says why.
+    """
     valid = validate_draft(draft, policy, directory)
     resource, duration, justification, ticket = (
         valid.resource,
@@ -53,9 +72,9 @@ def submit(
         valid.ticket,
     )
     requester = draft.requester.lower()
-    mode: ApprovalMode = (
-        "break_glass" if draft.break_glass else "auto" if resource.auto_approve else "stages"
-    )
+    refused = break_glass_refusal(resource, recent_break_glass) if draft.break_glass else None
+    glass = draft.break_glass and refused is None
+    mode: ApprovalMode = "break_glass" if glass else "auto" if resource.auto_approve else "stages"
     request = AccessRequest(
         id=request_id,
         requester=requester,
@@ -70,7 +89,8 @@ def submit(
         created_at=now,
         stage_count=0 if mode != "stages" else len(resource.approval),
         approval_mode=mode,
-        break_glass=draft.break_glass,
+        break_glass=glass,
+        break_glass_refused=refused,
         connector=resource.grant.connector,
         target_group=resource.grant.group,
     )
@@ -85,15 +105,31 @@ def submit(
             justification=justification,
             ticket=ticket,
             break_glass=draft.break_glass,
+            **_refusal_evidence(resource, refused, recent_break_glass),
         )
     ]
     if mode == "break_glass":
         request = request.evolve(status=Status.APPROVED)
+        reviewers = break_glass_reviewers(requester, resource, policy, directory)
+        owners = reviewers.people if reviewers.owners else ()
         audit.append(
-            audit_record(request, "break_glass", requester, policy.version, review_required=True)
+            audit_record(
+                request,
+                "break_glass",
+                requester,
+                policy.version,
+                review_required=True,
+                owners_alerted=list(owners),
+            )
         )
         effects: list[Effect] = [
             NotifyAdmins(request.id, template="break_glass_alert"),
+            # The owners hear it from Clearance, not later from the audit trail; without
+            # an owner left to tell, the admin channel's alert is the one that goes out.
+            *(
+                NotifyPerson(request.id, email=o, template="break_glass_owner_alert")
+                for o in owners
+            ),
             NotifyPerson(request.id, email=requester, template="request_approved"),
             provision_effect(request),
         ]
@@ -122,6 +158,14 @@ def submit(
             NotifyPerson(request.id, email=requester, template="request_submitted"),
         ],
     )
+
+
+def _refusal_evidence(resource: Resource, refused: str | None, recent: int) -> dict[str, object]:
+    """What the audit trail keeps of a break-glass ask that went to the approvers."""
+    limit = resource.break_glass.limit if resource.break_glass else None
+    if refused is None or limit is None:
+        return {}
+    return {"break_glass_refused": refused, "break_glass_limit": str(limit), "recent": recent}
 
 
 def _start_stage(

@@ -24,7 +24,7 @@ from engine.access import (
     revoke,
 )
 from engine.access_request import AccessRequest, Exclusion, Status
-from engine.approvers import explain
+from engine.approvers import break_glass_reviewers, explain
 from engine.directory import DirectorySnapshot, Person, snapshot_from_policy
 from engine.drafts import RequestDraft
 from engine.effects import (
@@ -33,12 +33,21 @@ from engine.effects import (
     ExpireAt,
     NotifyAdmins,
     NotifyApprovers,
+    NotifyPerson,
     NudgeAt,
     Provision,
     RemindAt,
     TimeoutAt,
 )
-from engine.lifecycle import cancel, decide, decision_trail_allows, nudge_due, submit, time_out
+from engine.lifecycle import (
+    break_glass_refusal,
+    cancel,
+    decide,
+    decision_trail_allows,
+    nudge_due,
+    submit,
+    time_out,
+)
 from engine.policy import Policy
 from engine.policy_loading import PolicyError, load_policy, parse_policy
 from engine.refusals import Refused
@@ -77,7 +86,7 @@ resources:
     justification: {min_length: 10, max_length: 200}
     reminders: [1h, 15m]
     pending_timeout: 8h
-    break_glass: {max: 1h}
+    break_glass: {max: 1h, limit: 2/30d}
     approval:
       - {approvers: [group:reviewers], name: Review}
       - admins
@@ -149,6 +158,7 @@ resources:
 """
 
 POLICY = parse_policy(POLICY_YAML, "test-policy.yaml")
+UNLIMITED_POLICY = parse_policy(POLICY_YAML.replace(", limit: 2/30d", "", 1))
 DIR = snapshot_from_policy(POLICY)
 V = POLICY.version
 T0 = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
@@ -615,8 +625,83 @@ def test_break_glass_grants_at_once_and_alerts_admins() -> None:
     assert NotifyAdmins("r1", template="break_glass_alert") in t.effects
     assert any(isinstance(e, Provision) for e in t.effects)
     assert [a.action for a in t.audit] == ["requested", "break_glass"]
-    assert t.audit[1].details == {"review_required": True}
+    assert t.audit[1].details == {"review_required": True, "owners_alerted": list(REVIEWERS)}
     assert decision_trail_allows(r)
+
+
+def test_break_glass_tells_each_owner_never_the_requester() -> None:
+    # The owners are group:reviewers: Ann, Ben, Cat and the connector's identity, Bot.
+    t = submit(draft(requester="req@x.com", break_glass=True), POLICY, DIR, T0, "r1")
+    told = [e.email for e in t.effects if isinstance(e, NotifyPerson)]
+    assert told == ["ann@x.com", "ben@x.com", "cat@x.com", "req@x.com"]
+    assert kinds(t.effects).count("NotifyPerson:break_glass_owner_alert") == 3
+    # Ann owns it and asks herself: the other owners are told, she hears only her answer.
+    ann = submit(draft(requester="ann@x.com", break_glass=True), POLICY, DIR, T0, "r2")
+    owners = [
+        e.email
+        for e in ann.effects
+        if isinstance(e, NotifyPerson) and e.template == "break_glass_owner_alert"
+    ]
+    assert owners == ["ben@x.com", "cat@x.com"]
+
+
+def test_break_glass_without_an_owner_left_falls_back_to_the_admins_channel() -> None:
+    policy = parse_policy(
+        POLICY_YAML.replace("owners: [group:reviewers]", "owners: [req@x.com, ina@x.com]", 1)
+    )
+    resource = policy.resource("two-stage")
+    assert resource is not None
+    reviewers = break_glass_reviewers("req@x.com", resource, policy, DIR)
+    assert reviewers.people == ADMINS and not reviewers.owners
+    t = submit(draft(break_glass=True), policy, DIR, T0, "r1")
+    assert "NotifyPerson:break_glass_owner_alert" not in kinds(t.effects)
+    assert NotifyAdmins("r1", template="break_glass_alert") in t.effects
+    assert t.audit[1].details["owners_alerted"] == []
+
+
+@pytest.mark.parametrize(("recent", "refusal"), [(0, None), (1, None), (2, "limit"), (7, "limit")])
+def test_break_glass_limit_decides_from_the_count(recent: int, refusal: str | None) -> None:
+    resource = POLICY.resource("two-stage")
+    assert resource is not None and str(resource.break_glass.limit) == "2/30d"  # type: ignore[union-attr]
+    assert break_glass_refusal(resource, recent) == refusal
+    unlimited = UNLIMITED_POLICY.resource("two-stage")
+    assert unlimited is not None and break_glass_refusal(unlimited, recent) is None
+
+
+def test_break_glass_beyond_the_limit_goes_to_the_approvers_and_says_why() -> None:
+    t = submit(draft(break_glass=True, ticket=None), POLICY, DIR, T0, "r1", recent_break_glass=2)
+    r = t.request
+    assert r.status is Status.PENDING and r.approval_mode == "stages" and r.stage_count == 2
+    assert not r.break_glass and r.break_glass_refused == "limit"
+    assert r.duration == timedelta(hours=1)  # asked as break-glass: its cap was the default
+    assert kinds(t.effects)[:2] == ["NotifyPerson:request_submitted", "NotifyApprovers"]
+    assert not any(isinstance(e, Provision) for e in t.effects)
+    assert [a.action for a in t.audit] == ["requested", "stage_started"]
+    details = t.audit[0].details
+    assert details["break_glass"] is True
+    assert (details["break_glass_refused"], details["break_glass_limit"], details["recent"]) == (
+        "limit",
+        "2/30d",
+        2,
+    )
+    assert not decision_trail_allows(r)
+    # Under the limit it is break-glass as before; a normal request never hears of it.
+    assert submit(
+        draft(break_glass=True), POLICY, DIR, T0, "r2", recent_break_glass=1
+    ).request.break_glass
+    normal = submit(draft(), POLICY, DIR, T0, "r3", recent_break_glass=9)
+    assert normal.request.break_glass_refused is None
+    assert "break_glass_refused" not in normal.audit[0].details
+
+
+def test_break_glass_beyond_the_limit_is_still_validated_as_break_glass() -> None:
+    refused(
+        lambda: submit(
+            draft(break_glass=True, duration="2h"), POLICY, DIR, T0, "r1", recent_break_glass=2
+        ),
+        None,
+        "duration_over_max",
+    )
 
 
 def test_break_glass_is_capped_at_its_own_max() -> None:
