@@ -41,6 +41,7 @@ from bot.ingress import Ingress
 from bot.notifier import Notifier
 from bot.policy_source import PolicySource
 from bot.reconcile import Reconciler
+from bot.reviews import Reviews
 from bot.settings import Settings
 from bot.usecases import Clearance
 from engine.policy import ConnectorConfig
@@ -54,6 +55,7 @@ from storage.database import Database
 from storage.locks import NamedLocks
 from storage.outbox import Outbox
 from storage.repository import Store
+from storage.reviews import ReviewStore
 
 log = logging.getLogger("clearance")
 
@@ -124,6 +126,7 @@ class Components:
     connectors: Connectors
     dispatcher: Dispatcher
     fulfilment: Fulfilment
+    reviews: Reviews
     chat_log: ChatLog
     notifier: Notifier
     admin: AdminCommands
@@ -168,6 +171,8 @@ def build(
         dispatcher, settings.clearance_grant_attempts, settings.clearance_revoke_alert_every
     )
     dispatcher.on_give_up = fulfilment.on_give_up
+    reviews = Reviews(clearance, ReviewStore(database), connectors)
+    reviews.register(dispatcher, settings.clearance_revoke_alert_every)
     chat_log = ChatLog(database)
     chats: list[Chat] = []
     slack = None
@@ -227,6 +232,7 @@ def build(
         connectors=connectors,
         dispatcher=dispatcher,
         fulfilment=fulfilment,
+        reviews=reviews,
         chat_log=chat_log,
         notifier=notifier,
         admin=admin,

@@ -192,8 +192,20 @@ class Clearance:
         """
         policy = self.policy
         return (
+            await self._apply_sync(request_id, lambda r, now: access.extend(r, policy, actor, now))
+        ).request
+
+    async def revoke_for_review(
+        self, request_id: str, campaign_id: str, reviewer: str, reason: str
+    ) -> AccessRequest:
+        """An access review's Revoke of a grant: the access ends with the review as reason."""
+        version = self.policy.version
+        return (
             await self._apply_sync(
-                request_id, lambda r, now: access.extend(r, policy, actor, now)
+                request_id,
+                lambda r, now: access.revoke_for_review(
+                    r, campaign_id, reviewer, reason, now, version
+                ),
             )
         ).request
 

@@ -10,7 +10,15 @@ from datetime import datetime, timedelta
 
 from engine.access_request import AccessRequest, Status
 from engine.durations import format_duration
-from engine.effects import Effect, ExpireAt, NotifyAdmins, NotifyPerson, RefreshCards, RemindAt
+from engine.effects import (
+    Effect,
+    ExpireAt,
+    NotifyAdmins,
+    NotifyPerson,
+    RefreshCards,
+    RemindAt,
+    StartBreakGlassReview,
+)
 from engine.eligibility import closed
 from engine.policy import Policy
 from engine.refusals import Refusal, Refused
@@ -77,6 +85,9 @@ def grant_confirmed(
         ExpireAt(request.id, due_at=expires_at),
         *_reminders_for(request, expires_at, reminders, request.duration),
     ]
+    if request.approval_mode == "break_glass":
+        # Emergency access is reviewed afterwards, always: the review opens as it starts.
+        effects.append(StartBreakGlassReview(request.id))
     return Transition(request, tuple(effects), (audit,))
 
 
@@ -216,12 +227,42 @@ def revoke(
         raise Refused(Refusal("already_ended", **closed(request)))
     if not is_requester and not reason:
         raise Refused(Refusal("reason_required", "reason", action="revoke"))
+    return _end_early(
+        request, actor, reason or "returned by the requester", now, policy.version, not is_requester
+    )
+
+
+def revoke_for_review(
+    request: AccessRequest,
+    campaign_id: str,
+    reviewer: str,
+    reason: str,
+    now: datetime,
+    version: str,
+) -> Transition:
+    """An access review decided to revoke: the access ends with the review as its reason and
+    the requester is told why (already ended: nothing to do, the review is satisfied)."""
+    if request.status.is_final:
+        return Transition(request)
+    why = f"access review {campaign_id}" + (f": {reason.strip()}" if reason.strip() else "")
+    return _end_early(request, reviewer.lower(), why, now, version, True, review=campaign_id)
+
+
+def _end_early(
+    request: AccessRequest,
+    actor: str,
+    reason: str,
+    now: datetime,
+    policy_version: str,
+    tell_requester: bool,
+    **details: str,
+) -> Transition:
     was = request.status
     request = request.evolve(
         status=Status.REVOKED,
         ended_at=now,
         ended_by=actor,
-        end_reason=reason or "returned by the requester",
+        end_reason=reason,
         pending_deadline=None,
     )
     effects: list[Effect] = [RefreshCards(request.id)]
@@ -230,17 +271,12 @@ def revoke(
     else:
         # Nothing was granted yet; the provision job (if queued) sees the state and stops.
         request = request.evolve(deprovisioned_at=now)
-    if not is_requester:
+    if tell_requester:
         effects.append(NotifyPerson(request.id, email=request.requester, template="access_revoked"))
-    return Transition(
-        request,
-        tuple(effects),
-        (
-            audit_record(
-                request, "revoked", actor, policy.version, reason=request.end_reason, was=was.value
-            ),
-        ),
+    record = audit_record(
+        request, "revoked", actor, policy_version, reason=reason, was=was.value, **details
     )
+    return Transition(request, tuple(effects), (record,))
 
 
 def deprovision_confirmed(request: AccessRequest, now: datetime, policy_version: str) -> Transition:

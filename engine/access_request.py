@@ -130,6 +130,9 @@ class AccessRequest:
         """The stage waiting for decisions, or None when the request is not pending."""
         return self.stages[-1] if self.stages and self.status is Status.PENDING else None
 
+    def approvals(self) -> tuple[Decision, ...]:
+        return tuple(d for d in self.decisions if d.outcome == "approve")
+
     def approvals_in(self, stage: int) -> tuple[Decision, ...]:
         return tuple(d for d in self.decisions if d.stage == stage and d.outcome == "approve")
 

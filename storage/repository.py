@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -42,6 +42,7 @@ class ActiveGrant:
     connector: str
     target_group: str
     expires_at: datetime
+    granted_at: datetime | None = None
 
 
 def _stages_json(stages: Iterable[StageState]) -> str:
@@ -272,9 +273,12 @@ class Store:
         statuses: Iterable[Status] | None = None,
         requester: str | None = None,
         limit: int = 200,
+        ids: Iterable[str] | None = None,
     ) -> list[AccessRequest]:
-        """Requests, newest first, filtered by status and/or requester."""
+        """Requests, newest first, filtered by status, requester and/or id."""
         query = select(RequestRow).order_by(col(RequestRow.created_at).desc()).limit(limit)
+        if ids is not None:
+            query = query.where(col(RequestRow.id).in_(list(ids)))
         if statuses is not None:
             query = query.where(col(RequestRow.status).in_([s.value for s in statuses]))
         if requester is not None:
@@ -297,6 +301,17 @@ class Store:
         for d in decisions:
             by_request.setdefault(d.request_id, []).append(d)
         return [_request(r, by_request.get(r.id, [])) for r in rows]
+
+    async def request_counts(self, since: datetime) -> dict[tuple[str, str], int]:
+        """How many requests each person made for each resource since ``since``."""
+        query = (
+            select(col(RequestRow.requester), col(RequestRow.resource_id), func.count())
+            .where(col(RequestRow.created_at) >= since)
+            .group_by(col(RequestRow.requester), col(RequestRow.resource_id))
+        )
+        async with self.database.transaction() as session:
+            rows = (await session.execute(query)).all()
+        return {(str(who), str(what)): int(n) for who, what, n in rows}
 
     async def awaiting(self, approver: str, limit: int = 200) -> list[AccessRequest]:
         """Pending requests whose current stage this person may decide and has not yet."""
@@ -336,6 +351,8 @@ class Store:
         async with self.database.transaction() as session:
             rows = (await session.execute(query)).scalars().all()
         return [
-            ActiveGrant(r.request_id, r.principal, r.connector, r.target_group, r.expires_at)
+            ActiveGrant(
+                r.request_id, r.principal, r.connector, r.target_group, r.expires_at, r.granted_at
+            )
             for r in rows
         ]

@@ -204,3 +204,64 @@ class TeamsConversationRow(SQLModel, table=True):
 
 
 metadata = SQLModel.metadata
+
+
+class ReviewCampaignRow(SQLModel, table=True):
+    """One access-review campaign (or break-glass review); ``version`` is its optimistic lock.
+
+    At most one campaign of a review is open at a time (a partial unique index)."""
+
+    __tablename__ = "review_campaigns"
+    __table_args__ = (
+        sa.Index(
+            "uq_review_campaigns_open",
+            "review_id",
+            unique=True,
+            sqlite_where=sa.text("status != 'closed' AND kind = 'campaign'"),
+            postgresql_where=sa.text("status != 'closed' AND kind = 'campaign'"),
+        ),
+    )
+
+    id: str = Field(primary_key=True, max_length=40)
+    review_id: str = Field(max_length=64)
+    kind: str = Field(max_length=16)
+    status: str = Field(index=True, max_length=16)
+    policy_version: str = Field(max_length=64)
+    started_by: str = Field(max_length=320)
+    started_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
+    due_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
+    on_no_decision: str = Field(max_length=16)
+    max_revocations: int
+    escalated: bool = False
+    closed_at: datetime | None = _ts()
+    request_id: str | None = Field(default=None, index=True, max_length=32)
+    version: int = 1
+
+
+class ReviewItemRow(SQLModel, table=True):
+    """One person's hold on one resource in a campaign, and its decision."""
+
+    __tablename__ = "review_items"
+
+    campaign_id: str = Field(primary_key=True, foreign_key="review_campaigns.id", max_length=40)
+    idx: int = Field(primary_key=True)
+    principal: str = Field(max_length=320)
+    resource_id: str = Field(max_length=64)
+    connector: str = Field(max_length=64)
+    target_group: str = Field(max_length=512)
+    holding: str = Field(max_length=16)
+    request_id: str | None = Field(default=None, max_length=32)
+    since: datetime | None = _ts()
+    approvers: str = Field(sa_column=sa.Column(sa.Text, nullable=False))  # JSON list
+    justification: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    requests_90d: int = 0
+    risk: str = Field(max_length=16)
+    reviewers: str = Field(sa_column=sa.Column(sa.Text, nullable=False))  # JSON list
+    role: str = Field(max_length=16)
+    verdict: str | None = Field(default=None, max_length=8)
+    reason: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    decided_by: str | None = Field(default=None, max_length=320)
+    decided_at: datetime | None = _ts()
+    defaulted: bool = False
+    outcome: str = Field(index=True, max_length=16)
+    version: int = 1
