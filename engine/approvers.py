@@ -98,16 +98,30 @@ def break_glass_reviewers(
     """The resource's owners (groups expanded) who may judge ``requester``'s emergency
     access, or the admins when no owner is left: never the requester, a connector
     identity, or anyone the directory does not know or marks inactive."""
-    for rule in (ResourceOwner(), Admins()):
-        found, _ = named_by((rule,), requester, resource, policy, directory)
+    people, rule = first_eligible(
+        (ResourceOwner(), Admins()), requester, resource, policy, directory
+    )
+    return BreakGlassReviewers(people, owners=isinstance(rule, ResourceOwner))
+
+
+def first_eligible(
+    rules: Iterable[ApproverRule],
+    person: str,
+    resource: Resource,
+    policy: Policy,
+    directory: DirectoryView,
+) -> tuple[tuple[str, ...], ApproverRule | None]:
+    """The eligible people the first rule that names any names about ``person``'s access,
+    and that rule: never ``person``, a connector identity, or anyone the directory does not
+    know or marks inactive. Nobody (and None) when no rule names an eligible person."""
+    for rule in rules:
+        found, _ = named_by((rule,), person, resource, policy, directory)
         eligible = tuple(
-            c.email
-            for c in found
-            if exclusion_reason(c.email, requester, policy, directory) is None
+            c.email for c in found if exclusion_reason(c.email, person, policy, directory) is None
         )
         if eligible:
-            return BreakGlassReviewers(eligible, owners=isinstance(rule, ResourceOwner))
-    return BreakGlassReviewers((), owners=False)
+            return eligible, rule
+    return (), None
 
 
 def resolve_stage(

@@ -12,10 +12,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Literal
 
-from engine.approvers import named_by
+from engine.approvers import first_eligible
 from engine.directory import DirectoryView
 from engine.effects import Effect, NotifyAdminsOfReview, NotifyReviewer, ReviewRemindAt
-from engine.eligibility import exclusion_reason
 from engine.policy import Policy, Resource
 from engine.policy_fields import Risk
 from engine.review_policy import NoDecision, ReviewPolicy
@@ -143,20 +142,9 @@ def reviewers_for(
     policy: Policy,
     directory: DirectoryView,
 ) -> tuple[str, ...]:
-    """Who the first rule that names an eligible person names about this access.
-
-    Nobody reviews their own access, a connector identity never reviews, nor does anyone
-    the directory does not know or marks inactive; each rule is tried in turn."""
-    for rule in rules:
-        found, _ = named_by((rule,), access.principal, resource, policy, directory)
-        eligible = tuple(
-            c.email
-            for c in found
-            if exclusion_reason(c.email, access.principal, policy, directory) is None
-        )
-        if eligible:
-            return eligible
-    return ()
+    """Who reviews this access: the first rule's eligible people (nobody reviews their own
+    access, a connector identity never does, nor anyone unknown or inactive)."""
+    return first_eligible(rules, access.principal, resource, policy, directory)[0]
 
 
 def assign(
