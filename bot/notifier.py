@@ -16,7 +16,7 @@ from typing import Any
 
 from bot.chat import Chat, Unreachable
 from bot.dispatcher import Dispatcher
-from bot.presentation import person_view, request_view
+from bot.presentation import History, history_of, person_view, request_view
 from bot.usecases import Clearance
 from engine.access import reminder_due
 from engine.access_request import AccessRequest
@@ -48,7 +48,7 @@ class _Shown:
 
     request: AccessRequest
     people: dict[str, Person]
-    previous: int  # the requester's other requests for the same resource
+    history: History  # the requester's earlier requests for the same resource
 
 
 class Notifier:
@@ -90,11 +90,8 @@ class Notifier:
 
     async def _shown(self, request: AccessRequest) -> _Shown:
         people = await self.people(request)
-        earlier = await self.clearance.store.find(requester=request.requester, limit=200)
-        previous = sum(
-            1 for r in earlier if r.resource_id == request.resource_id and r.id != request.id
-        )
-        return _Shown(request, people, previous)
+        theirs = await self.clearance.store.find(requester=request.requester, limit=200)
+        return _Shown(request, people, history_of(request, theirs, self.clearance.clock.now()))
 
     def _view(self, shown: _Shown, viewer: str | None) -> dict[str, Any]:
         return request_view(
@@ -103,7 +100,7 @@ class Notifier:
             shown.people,
             self.clearance.clock.now(),
             viewer,
-            shown.previous,
+            shown.history,
         )
 
     # --- handlers -----------------------------------------------------------------------

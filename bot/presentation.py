@@ -6,7 +6,8 @@ the directory; times are given as Unix timestamps so each surface formats them i
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,8 +26,62 @@ RISK_EMOJI = {
 }
 
 
+# How far back an approval card counts the requester's earlier requests for the resource.
+HISTORY_WINDOW = timedelta(days=90)
+
+
 def _ts(value: datetime | None) -> int | None:
     return int(value.timestamp()) if value else None
+
+
+@dataclass(frozen=True)
+class History:
+    """How often the requester asked for the resource before, as approvers are shown it."""
+
+    previous: int = 0  # earlier requests for the resource within HISTORY_WINDOW
+    last_ended: datetime | None = None  # when the most recent earlier one that ended, ended
+
+
+def history_of(request: AccessRequest, theirs: Iterable[AccessRequest], now: datetime) -> History:
+    """The requester's history for ``request``'s resource, from their requests newest first
+    (``Store.find(requester=...)``): those made before it, counted over the last 90 days."""
+    earlier = [
+        r
+        for r in theirs
+        if r.resource_id == request.resource_id
+        and r.id != request.id
+        and r.created_at <= request.created_at
+    ]
+    since = now - HISTORY_WINDOW
+    return History(
+        previous=sum(1 for r in earlier if r.created_at >= since),
+        last_ended=next((r.ended_at for r in earlier if r.ended_at is not None), None),
+    )
+
+
+def _ends_at(request: AccessRequest) -> datetime | None:
+    """When the access ends: its expiry once granted. Access granted at once (break-glass,
+    auto) that the connector has not confirmed yet ends no earlier than its request plus its
+    duration, which an alert sent before the grant landed shows as "about"."""
+    if request.expires_at is not None:
+        return request.expires_at
+    if request.status.is_open and request.approval_mode in ("break_glass", "auto"):
+        return request.created_at + request.duration
+    return None
+
+
+def _break_glass_refused(request: AccessRequest, policy: Policy) -> dict[str, Any] | None:
+    """Why a break-glass ask went to the approvers, with the limit it reached (as the policy
+    sets it now; None when the policy no longer has one)."""
+    if request.break_glass_refused is None:
+        return None
+    resource = policy.resource(request.resource_id)
+    limit = resource.break_glass.limit if resource and resource.break_glass else None
+    return {
+        "reason": request.break_glass_refused,
+        "count": limit.count if limit else None,
+        "per": limit.per if limit else None,
+    }
 
 
 def person_view(email: str | None, people: Mapping[str, Person]) -> dict[str, Any]:
@@ -48,7 +103,7 @@ def request_view(
     people: Mapping[str, Person],
     now: datetime,
     viewer: str | None = None,
-    previous_requests: int = 0,
+    history: History = History(),
 ) -> dict[str, Any]:
     """Everything a card, DM or home tab may show about one request, for one viewer."""
     resource = policy.resource(request.resource_id)
@@ -86,11 +141,13 @@ def request_view(
         "justification": request.justification,
         "ticket": request.ticket or "",
         "break_glass": request.break_glass,
+        "break_glass_refused": _break_glass_refused(request, policy),
         "approval_mode": request.approval_mode,
         "created_ts": _ts(request.created_at),
         "granted_ts": _ts(request.granted_at),
         "expires_ts": _ts(request.expires_at),
         "ended_ts": _ts(request.ended_at),
+        "ends_ts": _ts(_ends_at(request)),
         "time_left": format_duration_left(remaining),
         "self_extended": format_duration(request.self_extended) if request.self_extended else "",
         "ended_by": person_view(request.ended_by, people)
@@ -126,7 +183,9 @@ def request_view(
         ],
         "can_decide": can_decide,
         "viewer_decided": decided_here,
-        "previous_requests": previous_requests,
+        "previous_requests": history.previous,
+        "history_days": HISTORY_WINDOW.days,
+        "previous_ended_ts": _ts(history.last_ended),
         "policy_version": request.policy_version[:12],
     }
 

@@ -503,5 +503,42 @@ async def test_an_approval_job_reads_the_requesters_history_once(
 
     # Two approvers, one card each, both telling of the two earlier requests ...
     assert [email for email, _ in chat.direct] == ["dora@example.com", "dan@example.com"]
-    assert all("asked for this 2 times before" in json.dumps(m) for _, m in chat.direct)
+    assert all(
+        "asked for this 2 times in the last 90 days." in json.dumps(m) for _, m in chat.direct
+    )
     assert history_reads == 1  # ... read once for the job, not once per card
+
+
+async def test_an_approval_card_counts_90_days_back_and_says_when_the_last_one_ended(
+    clearance: Clearance, database: Database, clock: ManualClock
+) -> None:
+    draft = RequestDraft(
+        requester=ALICE,
+        resource_id="prod-db-admin",
+        justification="Investigating INC-42 on the primary cluster",
+        ticket="INC-42",
+    )
+    start = clock.now()
+    clock.set(start - timedelta(days=100))  # too long ago to count, and it ended long ago
+    await clearance.cancel((await clearance.submit(draft)).id, ALICE)
+    clock.set(start - timedelta(days=10))
+    recent = await clearance.submit(draft)
+    ended = clock.advance(timedelta(minutes=5))
+    await clearance.cancel(recent.id, ALICE)
+    clock.set(start - timedelta(days=1))
+    await clearance.submit(draft)  # still waiting: counted, but it has not ended
+    await clearance.submit(RequestDraft(ALICE, "staging-db-read", "Another resource entirely"))
+    clock.set(start)
+    request = await clearance.submit(draft)
+    [item] = [
+        i
+        for i in map(outbox_item, await rows(database, request.id, "notify_approvers"))
+        if isinstance(i.effect, NotifyApprovers)
+    ]
+    chat = RecordingChat()
+    await Notifier(clearance, [chat], ChatLog(database)).notify_approvers(item)  # type: ignore[arg-type]
+    [(_, card)] = chat.direct
+    assert (
+        "asked for this 2 times in the last 90 days; the last one ended "
+        f"<!date^{int(ended.timestamp())}^" in json.dumps(card)
+    )

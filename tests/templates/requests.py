@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from bot.forms import form_data
-from bot.presentation import request_view
+from bot.presentation import History, request_view
 from bot.reconcile import DriftRun
 from engine.access import (
     deprovision_confirmed,
@@ -132,6 +132,14 @@ def requests_in_every_state(policy: Policy) -> dict[str, AccessRequest]:
     ).request
     out["break_glass"] = glass
     out["break_glass_active"] = grant_confirmed(glass, step(1), v, ()).request
+    out["break_glass_refused"] = submit(
+        draft("prod-db-admin", ticket="INC-98", break_glass=True),
+        policy,
+        d,
+        at,
+        "R-6",
+        recent_break_glass=2,  # the example allows 2 in 30 days
+    ).request
     out["auto"] = submit(draft("staging-db-read"), policy, d, at, "R-3").request
     auto_active = grant_confirmed(
         provisioning_started(out["auto"], step(1), v).request, step(2), v, ()
@@ -226,6 +234,7 @@ APPROVER_CASES = [
     ("ci_pending", "bob@example.com"),
     ("ci_pending", "erin@example.com"),
     ("break_glass", "sam@example.com"),
+    ("break_glass_refused", "bob@example.com"),
 ]
 
 # The templates with a "Request again" button, and the request each shows.
@@ -327,6 +336,7 @@ class TemplateData:
         *,
         hostile: bool = False,
         previous: int = 0,
+        last_ended: datetime | None = None,
         directory: DirectorySnapshot | None = None,
     ) -> dict[str, Any]:
         """The request ``key`` as ``viewer`` sees it (hostile: its worst case)."""
@@ -335,17 +345,24 @@ class TemplateData:
         if hostile:
             request = self.worst(request, stage_with_bob=viewer == "bob@example.com")
         people = (directory or w.directory).people
-        return request_view(request, w.policy, people, T0 + timedelta(minutes=40), viewer, previous)
+        history = History(previous, last_ended)
+        return request_view(request, w.policy, people, T0 + timedelta(minutes=40), viewer, history)
 
     def r(
-        self, key: str, viewer: str | None = "alice@example.com", previous: int = 0, **extra: Any
+        self,
+        key: str,
+        viewer: str | None = "alice@example.com",
+        previous: int = 0,
+        last_ended: datetime | None = None,
+        **extra: Any,
     ) -> dict[str, Any]:
         """A template's data showing one request."""
-        return {"r": self.view(key, viewer, previous=previous), **extra}
+        return {"r": self.view(key, viewer, previous=previous, last_ended=last_ended), **extra}
 
     def w(self, key: str, viewer: str | None = "alice@example.com", **extra: Any) -> dict[str, Any]:
         """A template's data showing one request at its worst."""
-        return {"r": self.view(key, viewer, hostile=True, previous=7), **extra}
+        view = self.view(key, viewer, hostile=True, previous=7, last_ended=T0 - timedelta(days=3))
+        return {"r": view, **extra}
 
     def resource(self, i: int) -> dict[str, Any]:
         """A resource of the request form, hostile and with 149 durations."""
@@ -362,6 +379,7 @@ class TemplateData:
             "max_duration": "149h",
             "ticket_pattern": "^" + "(INC|CHG)-[0-9]+" * 20 + "$",
             "min_justification": 20,
+            "break_glass": {"max": "149h", "limit": f"99/{h.text}"},
         }
 
     def worst_request_form(self, selected: int) -> dict[str, Any]:
@@ -453,14 +471,23 @@ class TemplateData:
         h, r, w = self.hostile, self.r, self.w
         everything = "pending_stage1 pending_stage2 approved provisioning active expired ended"
         everything += " returned revoked revoked_pending denied cancelled timed_out failed"
-        everything += " break_glass auto signing_partial"
+        everything += " break_glass break_glass_refused auto signing_partial"
         for key in everything.split():
             yield "request_submitted", key, r(key)
             yield "approval_card", f"{key}-nobody", r(key, None)
         for key in ("pending_stage1", "pending_stage2", "denied", "failed", "timed_out"):
             yield "request_submitted", f"worst-{key}", w(key)
         for key, viewer in APPROVER_CASES:
-            yield "approval_card", f"{key}-{viewer}", r(key, viewer, previous=2)
+            yield "approval_card", f"{key}-{viewer}", r(key, viewer, previous=2, last_ended=T0)
+        yield (
+            "approval_card",
+            "worst-break-glass-refused",
+            w("break_glass_refused", "bob@example.com"),
+        )
+        yield "request_submitted", "worst-break_glass_refused", w("break_glass_refused")
+        for key in ("break_glass", "break_glass_active"):
+            yield "break_glass_owner_alert", key, r(key, "dora@example.com")
+            yield "break_glass_owner_alert", f"worst-{key}", w(key, "dora@example.com")
         yield "approval_card", "worst-can-decide", w("pending_stage2", "bob@example.com")
         yield "approval_card", "worst-denied", w("denied", "dan@example.com")
         yield "approval_card", "worst-failed", w("failed", "dan@example.com")
@@ -502,6 +529,7 @@ class TemplateData:
             ("admin_request_denied", "denied"),
             ("admin_request_failed", "failed"),
             ("admin_break_glass_alert", "break_glass"),
+            ("admin_break_glass_alert", "break_glass_active"),
         ):
             admin = name.startswith("admin_")
             extra: dict[str, Any] = {"context": {}} if admin else {}

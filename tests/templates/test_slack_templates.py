@@ -14,6 +14,7 @@ import json
 import logging
 import re
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -256,7 +257,12 @@ def test_a_2000_character_justification_is_shown_whole() -> None:
     long_text = ("x" * 99 + " ") * 20
     request = w.requests["pending_stage1"].evolve(justification=long_text)
     r = request_view(request, w.policy, w.directory.people, T0, "bob@example.com")
-    for name in ("approval_card", "request_submitted", "admin_break_glass_alert"):
+    for name in (
+        "approval_card",
+        "request_submitted",
+        "admin_break_glass_alert",
+        "break_glass_owner_alert",
+    ):
         assert long_text in text_of(render(name, {"r": r, "context": {}})), name
 
 
@@ -316,13 +322,29 @@ def test_approval_card_gives_context_to_decide() -> None:
         JUSTIFICATION,
         "Stage 1: *approved* by <@U0BOB>",
         "Looks fine",
-        "has not asked for this before",
+        "has not asked for this in the last 90 days.",
     ):
         assert expected in text, expected
-    again = text_of(render("approval_card", _r("pending_stage2", "dan@example.com", previous=3)))
-    assert "asked for this 3 times before" in again
+    assert "the last one ended" not in text  # nothing ended before: nothing to show
+    ended = T0 - timedelta(days=120)
+    again = _r("pending_stage2", "dan@example.com", previous=3, last_ended=ended)
+    when = f"<!date^{int(ended.timestamp())}^"
+    expected = f"asked for this 3 times in the last 90 days; the last one ended {when}"
+    assert expected in text_of(render("approval_card", again))
+    once = text_of(render("approval_card", _r("pending_stage2", "dan@example.com", previous=1)))
+    assert "asked for this 1 time in the last 90 days." in once
     glass = text_of(render("approval_card", _r("break_glass", "sam@example.com")))
     assert "Break-glass" in glass
+
+
+def test_approval_card_says_a_break_glass_ask_reached_its_limit() -> None:
+    card = text_of(render("approval_card", _r("break_glass_refused", "bob@example.com")))
+    assert (
+        "*Asked as break-glass*: Break-glass limit reached (2 in 30d), so it needs approval" in card
+    )
+    assert {"approve", "deny"} <= set(
+        actions(render("approval_card", _r("break_glass_refused", "bob@example.com")))
+    )
 
 
 def test_thirty_decisions_show_ten_and_say_how_many_more() -> None:
@@ -402,8 +424,14 @@ def test_access_granted_and_reminder_buttons() -> None:
     assert "ends in *15m*" in text_of(reminder)
 
 
+def _date(ts: int | None) -> str:
+    assert ts is not None
+    return f"<!date^{ts}^"
+
+
 def test_break_glass_alert_is_loud() -> None:
-    alert = render("admin_break_glass_alert", _r("break_glass", None, context={}))
+    data = _r("break_glass", None, context={})
+    alert = render("admin_break_glass_alert", data)
     assert alert["blocks"][0] == {
         "type": "header",
         "text": {
@@ -413,7 +441,39 @@ def test_break_glass_alert_is_loud() -> None:
         },
     }
     text = text_of(alert)
+    # Who, what, why and until when: before the grant landed, the end is "about".
     assert "<@U0ALICE>" in text and "Review required" in text and JUSTIFICATION in text
+    assert "Production database (admin)" in text and "for 1h" in text and "INC-99" in text
+    assert "until about " + _date(data["r"]["ends_ts"]) in text
+    active = _r("break_glass_active", None, context={})
+    assert active["r"]["ends_ts"] == active["r"]["expires_ts"]
+    granted = text_of(render("admin_break_glass_alert", active))
+    assert "until " + _date(active["r"]["expires_ts"]) in granted and "about" not in granted
+
+
+def test_break_glass_owner_alert_says_who_what_why_until_when() -> None:
+    data = _r("break_glass", "dora@example.com")
+    alert = render("break_glass_owner_alert", data)
+    assert alert["blocks"][0]["type"] == "header"
+    text = text_of(alert)
+    for expected in (
+        "<@U0ALICE> took *break-glass* access to",
+        "Production database (admin)",
+        "for 1h, until about " + _date(data["r"]["ends_ts"]),
+        "without approval",
+        "INC-99",
+        JUSTIFICATION,
+    ):
+        assert expected in text, expected
+
+
+def test_request_submitted_tells_the_requester_the_limit_was_reached() -> None:
+    message = render("request_submitted", _r("break_glass_refused"))
+    limit = "Break-glass limit reached (2 in 30d): your request goes to the approvers"
+    assert limit in message["text"]
+    assert f"*{limit.replace(':', '*:', 1)}." in text_of(message)
+    assert "cancel" in actions(message) and "Now asking:" in text_of(message)
+    assert "limit reached" not in text_of(render("request_submitted", _r("pending_stage1")))
 
 
 def test_error_is_one_section() -> None:

@@ -20,6 +20,7 @@ import re
 import string
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -626,13 +627,58 @@ def test_approval_card_gives_context_to_decide() -> None:
         JUSTIFICATION,
         "Stage 1: **approved** by Bob Baker",
         "Looks fine",
-        "has not asked for this before",
+        "has not asked for this in the last 90 days. Asked {{DATE(",
     ):
         assert expected in text, expected
-    again = render("approval_card", _r("pending_stage2", "dan@example.com", previous=3))
-    assert "asked for this 3 times before" in "\n".join(text_blocks(again["card"]))
+    assert "the last one ended" not in text  # nothing ended before: nothing to show
+    ended = T0 - timedelta(days=120)
+    again = render(
+        "approval_card", _r("pending_stage2", "dan@example.com", previous=3, last_ended=ended)
+    )
+    assert "asked for this 3 times in the last 90 days; the last one ended " + teams_date(
+        int(ended.timestamp())
+    ) in "\n".join(text_blocks(again["card"]))
     glass = render("approval_card", _r("break_glass", "sam@example.com"))["card"]
     assert any("Break-glass" in t for t in text_blocks(glass))
+
+
+def test_approval_card_says_a_break_glass_ask_reached_its_limit() -> None:
+    card = render("approval_card", _r("break_glass_refused", "bob@example.com"))["card"]
+    text = unescape("\n".join(text_blocks(card)))
+    assert "**Asked as break-glass**: Break-glass limit reached (2 in 30d), so it needs" in text
+    assert executes(card, "approve")
+
+
+def test_break_glass_alerts_say_who_what_why_until_when() -> None:
+    for name, viewer in (("admin_break_glass_alert", None), ("break_glass_owner_alert", "dora")):
+        data = _r("break_glass", f"{viewer}@example.com" if viewer else None, context={})
+        card = render(name, data)["card"]
+        text = unescape("\n".join(text_blocks(card)))
+        ends = teams_date(data["r"]["ends_ts"])
+        for expected in (
+            "Alice Archer took **break-glass** access to",
+            "Production database (admin)",
+            f"for 1h, until about {ends}, without approval",
+            "INC-99",
+            JUSTIFICATION,
+        ):
+            assert expected in text, (name, expected)
+        active = _r("break_glass_active", None, context={})
+        granted = unescape("\n".join(text_blocks(render(name, active)["card"])))
+        assert f"until {teams_date(active['r']['expires_ts'])}" in granted
+        assert "until about" not in granted
+
+
+def test_request_submitted_tells_the_requester_the_limit_was_reached() -> None:
+    message = render("request_submitted", _r("break_glass_refused"))
+    limit = "Break-glass limit reached (2 in 30d): your request goes to the approvers"
+    assert limit in message["summary"]  # the form's answer on Teams
+    text = unescape("\n".join(text_blocks(message["card"])))
+    assert (
+        "🚨 **Break-glass limit reached (2 in 30d)**: your request goes to the approvers." in text
+    )
+    assert executes(message["card"], "cancel")
+    assert "limit reached" not in render("request_submitted", _r("pending_stage1"))["summary"]
 
 
 def test_thirty_decisions_show_ten_and_say_how_many_more() -> None:
