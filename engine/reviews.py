@@ -151,10 +151,11 @@ def _opened(
 def _refusal_for(
     campaign: Campaign, item: ReviewItem, actor: str, policy: Policy
 ) -> Refusal | None:
-    if not campaign.is_open:
-        return Refusal("review_closed", campaign=campaign.id)
+    # Who decided says more than "closed" to the loser of a race for the last item.
     if not item.undecided:
         return Refusal("review_item_decided", decided_by=item.decided_by or SYSTEM_ACTOR)
+    if not campaign.is_open:
+        return Refusal("review_closed", campaign=campaign.id)
     if actor == item.access.principal:
         return Refusal("self_review")
     if actor in policy.executor_identities:
