@@ -132,14 +132,24 @@ class Clearance:
         policy = self.policy
         resource = policy.resource(draft.resource_id)
         directory = await snapshot_for(self.directory, policy, resource, draft.requester)
+        recent = await self._recent_break_glass(draft, resource)
         for _ in range(_SAVE_ATTEMPTS):
             now = self.clock.now()
-            transition = lifecycle.submit(draft, policy, directory, now, self.new_id())
+            transition = lifecycle.submit(draft, policy, directory, now, self.new_id(), recent)
             try:
                 return await self._save(transition, now)
             except StaleRequest:  # an id collision: draw another
                 continue
         raise Refused(Refusal("busy"))
+
+    async def _recent_break_glass(self, draft: RequestDraft, resource: Resource | None) -> int:
+        """The requester's break-glass requests for the resource within its limit's window:
+        a fact for the engine's rate guard (looked up only when there is a limit to apply)."""
+        rule = resource.break_glass if resource else None
+        if not draft.break_glass or resource is None or rule is None or rule.limit is None:
+            return 0
+        since = self.clock.now() - rule.limit.window
+        return await self.store.break_glass_count(draft.requester, resource.id, since)
 
     async def decide(
         self,

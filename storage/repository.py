@@ -95,6 +95,7 @@ def _values(request: AccessRequest, now: datetime) -> dict[str, Any]:
         "stage_count": request.stage_count,
         "stages": _stages_json(request.stages),
         "break_glass": request.break_glass,
+        "break_glass_refused": request.break_glass_refused,
         "created_at": request.created_at,
         "updated_at": now,
         "pending_deadline": request.pending_deadline,
@@ -145,6 +146,7 @@ def _request(row: RequestRow, decisions: Sequence[DecisionRow]) -> AccessRequest
         ),
         pending_deadline=row.pending_deadline,
         break_glass=row.break_glass,
+        break_glass_refused=row.break_glass_refused,
         granted_at=row.granted_at,
         expires_at=row.expires_at,
         ended_at=row.ended_at,
@@ -312,6 +314,18 @@ class Store:
         async with self.database.transaction() as session:
             rows = (await session.execute(query)).all()
         return {(str(who), str(what)): int(n) for who, what, n in rows}
+
+    async def break_glass_count(self, requester: str, resource_id: str, since: datetime) -> int:
+        """How many break-glass requests ``requester`` made for the resource since ``since``
+        (the rate guard's count; asks the limit sent to the approvers are not among them)."""
+        query = select(func.count()).where(
+            col(RequestRow.requester) == requester.lower(),
+            col(RequestRow.resource_id) == resource_id,
+            col(RequestRow.approval_mode) == "break_glass",
+            col(RequestRow.created_at) >= since,
+        )
+        async with self.database.transaction() as session:
+            return int((await session.execute(query)).scalar_one())
 
     async def awaiting(self, approver: str, limit: int = 200) -> list[AccessRequest]:
         """Pending requests whose current stage this person may decide and has not yet."""

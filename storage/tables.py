@@ -57,6 +57,8 @@ class RequestRow(SQLModel, table=True):
     stage_count: int
     stages: str = Field(sa_column=sa.Column(sa.Text, nullable=False))  # JSON list
     break_glass: bool = False
+    # Why a break-glass ask went to the approvers instead ("limit"); null when it did not.
+    break_glass_refused: str | None = Field(default=None, max_length=16)
     created_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
     updated_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
     pending_deadline: datetime | None = _ts()

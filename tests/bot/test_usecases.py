@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -327,6 +328,61 @@ async def test_a_double_click_records_one_decision(
     stored = await replica.decide(request.id, "sara@example.com", "approve")
     assert stored.status is Status.APPROVED
     assert len(await outbox_rows(database, request.id, "provision")) == 1
+
+
+# --- break-glass ----------------------------------------------------------------------------
+
+
+async def test_the_break_glass_limit_counts_this_persons_break_glass_in_the_window(
+    clearance: Clearance, database: Database, clock: ManualClock
+) -> None:
+    """The example allows 2 break-glass requests in 30 days per person and resource."""
+    start = clock.now()
+    glass = prod(break_glass=True)
+    clock.set(start - timedelta(days=31))  # outside the window by the time it matters
+    assert (await clearance.submit(glass)).break_glass
+    clock.set(start - timedelta(days=5))
+    assert (await clearance.submit(glass)).break_glass
+    clock.set(start - timedelta(hours=1))
+    assert (await clearance.submit(glass)).break_glass  # 1 in the window before it
+    # Neither another person, another resource's, nor normal requests count.
+    await clearance.submit(prod())
+    await clearance.submit(prod("erin@example.com", break_glass=True))
+    clock.set(start)
+
+    request = await clearance.submit(glass)  # 2 in the window: to the approvers
+    assert request.status is Status.PENDING and not request.break_glass
+    assert request.break_glass_refused == "limit" and request.approval_mode == "stages"
+    assert (await clearance.get(request.id)).break_glass_refused == "limit"  # stored
+    requested = (await audit_actions(database, request.id))[0]
+    assert requested[0] == "requested" and requested[2]["break_glass"] is True
+    assert (requested[2]["break_glass_refused"], requested[2]["break_glass_limit"]) == (
+        "limit",
+        "2/30d",
+    )
+    assert requested[2]["recent"] == 2
+    # The refused ask is no break-glass request itself: the count stays at 2.
+    again = await clearance.submit(glass)
+    assert again.break_glass_refused == "limit"
+    assert await outbox_rows(database, again.id, "provision") == []
+    clock.advance(timedelta(days=26))  # the one from 5 days ago leaves the window
+    assert (await clearance.submit(glass)).break_glass
+
+
+async def test_break_glass_tells_the_admins_and_each_owner(
+    clearance: Clearance, database: Database
+) -> None:
+    request = await clearance.submit(prod(break_glass=True))
+    assert request.status is Status.APPROVED and request.break_glass
+    notified = await outbox_rows(database, request.id, "notify")
+    assert [(n["email"], n["template"]) for n in notified] == [
+        ("dora@example.com", "break_glass_owner_alert"),
+        ("dan@example.com", "break_glass_owner_alert"),
+        (ALICE, "request_approved"),
+    ]
+    assert [a["template"] for a in await outbox_rows(database, request.id, "notify_admins")] == [
+        "break_glass_alert"
+    ]
 
 
 # --- bad input ------------------------------------------------------------------------------
