@@ -20,7 +20,14 @@ def slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slapd]:
     server.start()
     server.seed(
         [{"mail": u, "name": f"User {i}"} for i, u in enumerate(USERS)],
-        {"crash-db": [], "crash-short": [], "outage": [], "drift-revoke": [], "drift-report": []},
+        {
+            "crash-db": [],
+            "crash-short": [],
+            "outage": [],
+            "drift-revoke": [],
+            "drift-report": [],
+            "review-db": [],
+        },
     )
     yield server
     server.stop()
@@ -77,4 +84,17 @@ resources:
     duration: {{default: 1h, max: 4h}}
     approval: auto
     baseline_members: [{BASELINE_MEMBER}]
+  - id: review-db
+    name: Reviewed database
+    risk: low
+    owners: [user1@example.com]
+    grant: {{connector: corp-ldap, group: review-db}}
+    duration: {{default: 4h, max: 4h}}
+    approval: auto
+reviews:
+  - id: review-db-quarterly
+    resources: [review-db]
+    reviewer: resource_owner
+    due: 7d
+    max_revocations: 100
 """

@@ -88,7 +88,7 @@ async def world(
         "CLEARANCE_TICK_SECONDS": "0.2",
     }
     os.environ["CRASH_LDAP_PASSWORD"] = ADMIN_PASSWORD
-    for group in ("crash-db", "crash-short"):
+    for group in ("crash-db", "crash-short", "review-db"):
         conn = slapd.admin()
         conn.modify(f"cn={group},{GROUPS}", {"member": [("MODIFY_REPLACE", [PLACEHOLDER])]})
         conn.unbind()
@@ -212,3 +212,56 @@ async def test_grants_overdue_at_start_up_are_revoked_at_once(
     took = time.monotonic() - started
     assert _emails(slapd, "crash-short") == set()
     assert took < 10, f"overdue grants took {took:.1f}s to revoke after start-up"
+
+
+async def test_killed_in_the_middle_of_a_campaign(
+    world: tuple[Server, Components, Slapd],
+) -> None:
+    server, components, slapd = world
+    server.start()
+    holders = USERS[2:]
+    ids = [
+        (await components.clearance.submit(RequestDraft(u, "review-db", "Reviewed access"))).id
+        for u in holders
+    ]
+
+    async def all_active() -> bool:
+        found = [await components.clearance.get(i) for i in ids]
+        return all(r.status is Status.ACTIVE for r in found)
+
+    await _wait_until(all_active, 60, "the grants under review to be applied")
+    campaign = await components.reviews.start("review-db-quarterly", "user0@example.com")
+    assert await components.reviews.store.count(campaign.id) == len(holders)
+    for index in range(len(holders)):
+        await components.reviews.decide(
+            campaign.id, index, "user1@example.com", "revoke", "not needed any more"
+        )
+    await asyncio.sleep(0.3)  # the server starts carrying out the revocations ...
+    server.kill()  # ... and dies mid-way
+    server.start()
+
+    async def all_removed() -> bool:
+        items = await components.reviews.store.items(campaign.id)
+        requests = [await components.clearance.get(i) for i in ids]
+        return all(i.outcome == "revoked" for i in items) and all(
+            r.deprovisioned_at is not None for r in requests
+        )
+
+    await _wait_until(all_removed, 60, "every reviewed revocation to be carried out")
+    assert _emails(slapd, "review-db") == set()
+    # Nothing decided twice, nothing removed twice, nothing lost.
+    for rid in ids:
+        assert (
+            await _count(components, AuditRow.request_id == rid, AuditRow.action == "revoked") == 1
+        )
+        assert (
+            await _count(
+                components, AuditRow.request_id == rid, AuditRow.action == "access_removed"
+            )
+            == 1
+        )
+    assert await _count(components, AuditRow.action == "review_item_decided") == len(holders)
+    assert await _count(components, AuditRow.action == "review_access_removed") == len(holders)
+    assert (await components.reviews.get(campaign.id)).status == "closed"
+    events = [e async for e in components.audit.events()]
+    assert verify_chain(events, await components.audit.head()).ok
