@@ -3,18 +3,19 @@
 Every message is rendered from a template with data read fresh from the store, so a card
 always shows the current state. Messages that may change later (approval cards and the
 requester's confirmation) are logged and updated in place after each decision. A retried
-job never sends the same message twice: each send is logged under the job's id.
+job never sends the same message twice: each send is logged under the job's id (the
+sending itself is ``bot.delivery``, shared with the review notifier).
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bot.chat import Chat, Unreachable
+from bot.chat import Chat
+from bot.delivery import Delivery
 from bot.dispatcher import Dispatcher
 from bot.presentation import History, history_of, person_view, request_view
 from bot.usecases import Clearance
@@ -33,11 +34,8 @@ from engine.effects import (
 )
 from engine.lifecycle import nudge_due
 from engine.transitions import SYSTEM_ACTOR, AuditRecord
-from message_templates import render_json
 from storage.chat_log import ChatLog, SentMessage
 from storage.outbox import OutboxItem
-
-log = logging.getLogger(__name__)
 
 LIVE_TEMPLATES = ("approval_card", "request_submitted")
 
@@ -56,8 +54,8 @@ class Notifier:
 
     def __init__(self, clearance: Clearance, chats: Sequence[Chat], chat_log: ChatLog) -> None:
         self.clearance = clearance
-        self.chats = {chat.platform: chat for chat in chats}
-        self.chat_log = chat_log
+        self.delivery = Delivery(chats, chat_log, clearance.directory, clearance.clock)
+        self.chats = self.delivery.chats
 
     def register(self, dispatcher: Dispatcher) -> None:
         dispatcher.register(NotifyPerson.kind, self.notify)
@@ -129,23 +127,15 @@ class Notifier:
     ) -> None:
         """Post to every platform's admin channel once per job, however often it is retried."""
         data = {"r": self._view(shown, None), "context": context}
-        for chat in self.chats.values():
-            if await self.chat_log.was_sent(item.id, chat.platform, "admins"):
-                continue
-            delivered = await chat.post_admins(render_json(chat.platform, template, data))
-            if delivered is not None:
-                await self._log(chat, shown.request, "admins", template, None, delivered, item.id)
+        await self.delivery.admins(item.id, shown.request.id, template, data)
 
     async def refresh_cards(self, item: OutboxItem[RefreshCards]) -> None:
         shown = await self._shown(await self.clearance.get(item.effect.request_id))
-        for sent in await self.chat_log.for_request(shown.request.id, LIVE_TEMPLATES):
-            chat = self.chats.get(sent.platform)
-            if chat is None:
-                continue
-            data = {"r": self._view(shown, sent.recipient)}
-            await chat.update(
-                sent.channel, sent.message_id, render_json(chat.platform, sent.template, data)
-            )
+
+        async def data_for(sent: SentMessage) -> dict[str, Any]:
+            return {"r": self._view(shown, sent.recipient)}
+
+        await self.delivery.refresh(shown.request.id, LIVE_TEMPLATES, data_for)
 
     async def remind(self, item: OutboxItem[RemindAt]) -> None:
         request = await self.clearance.get(item.effect.request_id)
@@ -189,54 +179,12 @@ class Notifier:
         context: dict[str, Any],
         stage: int | None = None,
     ) -> None:
-        request = shown.request
-        person = await self.clearance.directory.person(email)
-        reached = False
-        if person is not None:
-            for chat in self._chats_for(person):
-                if await self.chat_log.was_sent(item.id, chat.platform, email):
-                    reached = True
-                    continue
-                data = {"r": self._view(shown, email), **context}
-                try:
-                    delivered = await chat.send_direct(
-                        person, render_json(chat.platform, template, data)
-                    )
-                except Unreachable:
-                    continue
-                reached = True
-                await self._log(chat, request, email, template, stage, delivered, item.id)
-        if not reached:
-            # Never drop a message silently: the admins hear who could not be reached.
-            log.warning("request %s: %s could not be reached for %s", request.id, email, template)
-            await self._tell_admins_unreachable(shown, email, template)
-
-    def _chats_for(self, person: Person) -> Iterable[Chat]:
-        return [chat for chat in self.chats.values() if chat.reaches(person)]
-
-    async def _log(
-        self,
-        chat: Chat,
-        request: AccessRequest,
-        recipient: str,
-        template: str,
-        stage: int | None,
-        delivered: Any,
-        outbox_id: int,
-    ) -> None:
-        await self.chat_log.add(
-            SentMessage(
-                request.id,
-                chat.platform,
-                recipient,
-                template,
-                stage,
-                delivered.channel,
-                delivered.message_id,
-            ),
-            outbox_id,
-            self.clearance.clock.now(),
+        data = {"r": self._view(shown, email), **context}
+        reached = await self.delivery.direct(
+            item.id, shown.request.id, email, template, data, stage
         )
+        if not reached:
+            await self._tell_admins_unreachable(shown, email, template)
 
     async def _tell_admins_unreachable(self, shown: _Shown, email: str, template: str) -> None:
         data = {
@@ -247,5 +195,4 @@ class Notifier:
                 "attempts": "1",
             },
         }
-        for chat in self.chats.values():
-            await chat.post_admins(render_json(chat.platform, "admin_job_failed", data))
+        await self.delivery.alert_admins("admin_job_failed", data)
