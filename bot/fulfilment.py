@@ -13,7 +13,17 @@ from bot.connectors import Connectors, UnknownConnector
 from bot.dispatcher import Dispatcher, Permanent
 from bot.usecases import Clearance
 from engine.access_request import Status
-from engine.effects import Deprovision, Effect, ExpireAt, NotifyAdmins, Provision, TimeoutAt
+from engine.effects import (
+    Deprovision,
+    Effect,
+    ExpireAt,
+    NotifyAdmins,
+    NotifyAdminsOfReview,
+    Provision,
+    ReviewEffect,
+    RevokeReviewed,
+    TimeoutAt,
+)
 from engine.ports import ConnectorError
 from engine.refusals import Refused
 from engine.transitions import SYSTEM_ACTOR, AuditRecord
@@ -125,25 +135,34 @@ class Fulfilment:
     async def on_give_up(self, item: OutboxItem[Effect], error: str, final: bool) -> None:
         """A job failed for good (grants) or keeps failing (removals): tell the admins."""
         rid = item.request_id
-        if isinstance(item.effect, Provision) and final and rid:
+        effect = item.effect
+        if isinstance(effect, Provision) and final and rid:
             with contextlib.suppress(Refused):  # already ended some other way
                 await self.clearance.fail_grant(rid, error)
             return
-        if rid is None:
+        context = {"error": error[:500], "kind": item.kind, "attempts": str(item.attempts)}
+        alert: Effect
+        if isinstance(effect, ReviewEffect):
+            # A review's revocation that keeps failing is as loud as a failing expiry.
+            index = effect.index if isinstance(effect, RevokeReviewed) else None
+            alert = NotifyAdminsOfReview(
+                effect.campaign_id, template="review_job_failing", index=index, context=context
+            )
+            about: dict[str, str] = {"campaign": effect.campaign_id}
+        elif rid is not None:
+            removing = isinstance(effect, Deprovision | ExpireAt)
+            template = "revoke_failing" if removing else "job_failed"
+            alert = NotifyAdmins(rid, template=template, context=context)
+            about = {}
+        else:
             return
-        removing = isinstance(item.effect, Deprovision | ExpireAt)
-        alert = NotifyAdmins(
-            rid,
-            template="revoke_failing" if removing else "job_failed",
-            context={"error": error[:500], "kind": item.kind, "attempts": str(item.attempts)},
-        )
         record = AuditRecord(
             action="job_failing" if not final else "job_failed",
             actor=SYSTEM_ACTOR,
             request_id=rid,
             resource_id=None,
             policy_version=self.clearance.policy.version,
-            details={"kind": item.kind, "attempts": item.attempts, "error": error[:500]},
+            details={**about, "kind": item.kind, "attempts": item.attempts, "error": error[:500]},
         )
         # One transaction: the admins are never told of a failure the audit trail lacks.
         await self.clearance.store.enqueue([alert], self.clearance.clock.now(), audit=[record])

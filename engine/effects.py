@@ -164,6 +164,7 @@ class NotifyAdminsOfReview(ReviewEffect):
     kind: ClassVar[str] = "notify_admins_review"
     template: str
     index: int | None = None
+    context: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

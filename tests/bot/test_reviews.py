@@ -30,7 +30,7 @@ from storage.database import Database
 from storage.outbox import Outbox
 from storage.repository import Store
 from storage.reviews import ReviewStore
-from storage.tables import AuditRow
+from storage.tables import AuditRow, OutboxRow
 from tests.conftest import EXAMPLE_POLICY
 from tests.fakes.clock import ManualClock
 from tests.fakes.entitlements import MemoryEntitlements
@@ -66,8 +66,11 @@ class World:
             clock,
         )
         connectors = Connectors({"slack_usergroups": lambda name, cfg: self.memory}, lambda: policy)
-        self.dispatcher = Dispatcher(Outbox(database), clock, worker="reviews")
-        Fulfilment(self.clearance, connectors).register(self.dispatcher, 3, 2)
+        fulfilment = Fulfilment(self.clearance, connectors)
+        self.dispatcher = Dispatcher(
+            Outbox(database), clock, on_give_up=fulfilment.on_give_up, worker="reviews"
+        )
+        fulfilment.register(self.dispatcher, 3, 2)
         self.reviews = Reviews(self.clearance, ReviewStore(database), connectors)
         self.reviews.register(self.dispatcher, 2)
         self.clock = clock
@@ -210,3 +213,34 @@ async def test_break_glass_access_opens_its_review_for_the_owners(world: World) 
     await world.reviews.decide(campaign.id, 0, "dan@example.com", "revoke", "no incident found")
     assert (await world.reviews.get(campaign.id)).status == "closed"
     assert await world.chain_ok()
+
+
+async def test_a_revocation_that_keeps_failing_is_retried_and_the_admins_hear(
+    world: World,
+) -> None:
+    world.memory.memberships.add((ERIN, GROUP))
+    campaign = await world.reviews.start("prod-quarterly", "sam@example.com")
+    world.memory.down = True
+    await world.reviews.decide(campaign.id, 0, "dora@example.com", "revoke", "left the team")
+    for _ in range(3):  # every retry falls due later: move the clock past its backoff
+        await world.dispatcher.drain()
+        world.clock.advance(timedelta(hours=1))
+    assert (ERIN, GROUP) in world.memory.memberships  # still there: it never gave up ...
+    assert (await world.reviews.item(campaign.id, 0)).outcome == "revoking"
+    async with world.database.transaction() as session:
+        alerts = (
+            (
+                await session.execute(
+                    select(OutboxRow).where(col(OutboxRow.kind) == "notify_admins_review")
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert any("review_job_failing" in a.payload for a in alerts)  # ... and said so
+    assert "job_failing" in await world.actions()
+    world.memory.down = False
+    world.clock.advance(timedelta(hours=1))
+    await world.dispatcher.drain()
+    assert (ERIN, GROUP) not in world.memory.memberships
+    assert (await world.reviews.item(campaign.id, 0)).outcome == "revoked"
