@@ -16,7 +16,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.listeners import Listeners, Turn, error_message
 from bot.admin_commands import AdminCommands
-from bot.forms import FORM_FIELDS, request_draft, request_form
+from bot.forms import FORM_FIELDS, break_glass_on, request_draft, request_form
 from bot.home import home_data
 from bot.ingress import Ingress, PrefilledForm
 from bot.notifier import Notifier
@@ -27,10 +27,13 @@ from message_templates import field_errors, refusal_text, render_json
 
 
 def _value(state: dict[str, Any], block: str) -> str:
-    """The value of input ``block`` (action id ``value``) in a submitted view's state."""
+    """The value of input ``block`` (action id ``value``) in a submitted view's state; for
+    checkboxes, the ticked options' values ("" when none is ticked)."""
     entry = state.get(block, {}).get("value", {})
     if entry.get("selected_option"):
         return str(entry["selected_option"].get("value", ""))
+    if isinstance(entry.get("selected_options"), list):
+        return ",".join(str(o.get("value", "")) for o in entry["selected_options"])
     return str(entry.get("value") or "")
 
 
@@ -92,7 +95,8 @@ class SlackSurface:
     def _register(self) -> None:
         on = self.listeners
         on.command("/request-access", self.on_command)
-        on.action({"block_id": "resource", "action_id": "value"}, self.on_resource_chosen)
+        on.action({"block_id": "resource", "action_id": "value"}, self.on_form_changed)
+        on.action({"block_id": "break_glass", "action_id": "value"}, self.on_form_changed)
         on.view("request_form", self.on_request_submitted, _request_form_errors)
         on.action("approve", self.on_approve)
         on.action_for_anyone("deny", self.on_deny_clicked)
@@ -122,14 +126,20 @@ class SlackSurface:
         """Request again and the Home button: the form, prefilled with the resource."""
         await self._open_form(turn.trigger_id, person, turn.value or None, {})
 
-    async def on_resource_chosen(self, person: Person, turn: Turn) -> None:
+    async def on_form_changed(self, person: Person, turn: Turn) -> None:
+        """A resource was chosen or the emergency box ticked: the form for that, with what
+        was typed kept (the duration starts again from the new choice's default)."""
         view = turn.view
         state = view["state"]["values"]
-        prefill = {
-            "justification": _value(state, "justification"),
-            "ticket": _value(state, "ticket"),
-        }
-        data = await request_form(self.clearance, person.email, _value(state, "resource"), prefill)
+        values = {name: _value(state, name) for name in FORM_FIELDS}
+        prefill = {"justification": values["justification"], "ticket": values["ticket"]}
+        data = await request_form(
+            self.clearance,
+            person.email,
+            values["resource"],
+            prefill,
+            break_glass=break_glass_on(values),
+        )
         await self.client.views_update(
             view_id=view["id"],
             hash=view.get("hash"),

@@ -17,7 +17,7 @@ from botbuilder.core import InvokeResponse, TurnContext
 from adapters.teams.activities import card_activity, card_response, message_response, replied_to
 from adapters.teams.cards import Cards
 from adapters.teams.middleware import Senders
-from bot.forms import FORM_FIELDS
+from bot.forms import FORM_FIELDS, break_glass_on
 from bot.ingress import Extended, Ingress
 from bot.notifier import LIVE_TEMPLATES
 from bot.usecases import Clearance
@@ -198,9 +198,16 @@ class CardActions:
     ) -> InvokeResponse:
         values = {k: _text(data, k) for k in FORM_FIELDS}
         prefill = {k: values[k] for k in ("duration", "justification", "ticket")}
+        glass = break_glass_on(values)
         if values["resource"] != _text(data, "form_resource"):
             # Another resource was chosen in the form: show what that one needs first.
-            return card_response(await self.cards.form(person, values["resource"] or None, prefill))
+            form = await self.cards.form(person, values["resource"] or None, prefill, glass)
+            return card_response(form)
+        if glass != break_glass_on(data, "form_break_glass"):
+            # The emergency toggle changed since the form was drawn: show the form for what
+            # it says now (break-glass's cap as the duration) before anything is granted.
+            del prefill["duration"]
+            return card_response(await self.cards.form(person, values["resource"], prefill, glass))
         # A double click or a redelivery of the same form with the same values submits once.
         try:
             request = await self.ingress.submit_once(person.email, values, replied_to(ctx.activity))
@@ -208,10 +215,11 @@ class CardActions:
             # Errors about anything the form has no input for are listed on top of it.
             errors = field_errors(exc, values)
             return card_response(
-                await self.cards.form(person, values["resource"], prefill, errors=errors)
+                await self.cards.form(person, values["resource"], prefill, glass, errors=errors)
             )
         if request is None:  # a repeat while the first is still being made: the form again
-            return card_response(await self.cards.form(person, values["resource"] or None, prefill))
+            form = await self.cards.form(person, values["resource"] or None, prefill, glass)
+            return card_response(form)
         # The confirmation (with Cancel) arrives as its own message through the outbox,
         # as on Slack; the form answers with the confirmation's summary.
         submitted = await self.cards.card("request_submitted", request, person.email)

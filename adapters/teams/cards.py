@@ -28,10 +28,16 @@ class Cards:
         return render_json("teams", template, {"r": await self.notifier.view(request, viewer)})
 
     async def form(
-        self, person: Person, selected: str | None, prefill: dict[str, str], **extra: Any
+        self,
+        person: Person,
+        selected: str | None,
+        prefill: dict[str, str],
+        break_glass: bool = False,
+        **extra: Any,
     ) -> Message:
-        """The request form with what ``person`` may request, ``selected`` chosen."""
-        data = await request_form(self.clearance, person.email, selected, prefill)
+        """The request form with what ``person`` may request, ``selected`` chosen (asked for
+        as break-glass with ``break_glass``, where the resource offers it)."""
+        data = await request_form(self.clearance, person.email, selected, prefill, break_glass)
         return render_json("teams", "request_form", {**data, **extra})
 
     async def deny_form(self, request: AccessRequest, **extra: Any) -> Message:

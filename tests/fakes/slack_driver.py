@@ -178,10 +178,44 @@ class SlackDriver:
         }
         return await self.interactive(payload)
 
-    async def submit(
-        self, user_id: str, view: dict[str, Any], values: dict[str, str], **kw: Any
+    async def check(
+        self, user_id: str, view: dict[str, Any], block_id: str, ticked: bool = True
     ) -> tuple[int, str]:
-        """Submit a modal with ``values`` by block id (selects and text inputs alike)."""
+        """Tick (or untick) the one checkbox of a block that dispatches its action. The
+        view's state holds every input as shown (Slack sends them all), with this change."""
+        element = view_block(view, block_id)["element"]
+        selected = element["options"][:1] if ticked else []
+        state = {
+            **shown_state(view),
+            block_id: {"value": {"type": "checkboxes", "selected_options": selected}},
+        }
+        payload = {
+            **self._base("block_actions", user_id),
+            "container": {"type": "view", "view_id": view["id"]},
+            "view": {**view, "state": {"values": state}},
+            "actions": [
+                {
+                    "type": "checkboxes",
+                    "action_id": "value",
+                    "block_id": block_id,
+                    "selected_options": selected,
+                    "action_ts": str(time.time()),
+                }
+            ],
+        }
+        return await self.interactive(payload)
+
+    async def submit(
+        self,
+        user_id: str,
+        view: dict[str, Any],
+        values: dict[str, str],
+        forged: dict[str, dict[str, Any]] | None = None,
+        **kw: Any,
+    ) -> tuple[int, str]:
+        """Submit a modal with ``values`` by block id (selects, text inputs and checkboxes:
+        "true" ticks a checkbox's first option). ``forged`` adds state entries for inputs
+        the modal does not have, as a crafted payload would."""
         state: dict[str, Any] = {}
         for block in view.get("blocks", []):
             block_id = block.get("block_id")
@@ -190,9 +224,13 @@ class SlackDriver:
             element = block.get("element", {})
             if element.get("type") in ("static_select", "external_select"):
                 entry = {"type": element["type"], "selected_option": {"value": values[block_id]}}
+            elif element.get("type") == "checkboxes":
+                ticked = element["options"][:1] if values[block_id] == "true" else []
+                entry = {"type": "checkboxes", "selected_options": ticked}
             else:
                 entry = {"type": "plain_text_input", "value": values[block_id]}
             state[block_id] = {"value": entry}
+        state.update({block_id: {"value": entry} for block_id, entry in (forged or {}).items()})
         payload = {
             **self._base("view_submission", user_id),
             "view": {**view, "state": {"values": state}},
@@ -229,6 +267,32 @@ class SlackDriver:
             },
             **kw,
         )
+
+
+def shown_state(view: dict[str, Any]) -> dict[str, Any]:
+    """The state values of a view's inputs as it was opened: their initial values."""
+    state: dict[str, Any] = {}
+    for block in view.get("blocks", []):
+        element = block.get("element") or {}
+        if block.get("type") != "input" or "action_id" not in element:
+            continue
+        entry: dict[str, Any] = {"type": element["type"]}
+        if "initial_option" in element:
+            entry["selected_option"] = element["initial_option"]
+        elif element["type"] == "checkboxes":
+            entry["selected_options"] = element.get("initial_options", [])
+        elif "initial_value" in element:
+            entry["value"] = element["initial_value"]
+        state[block["block_id"]] = {element["action_id"]: entry}
+    return state
+
+
+def view_block(view: dict[str, Any], block_id: str) -> dict[str, Any]:
+    """The block of a view with ``block_id``."""
+    for block in view.get("blocks", []):
+        if block.get("block_id") == block_id:
+            return dict(block)
+    raise AssertionError(f"no block {block_id!r} in {json.dumps(view)[:500]}")
 
 
 def find_action(blocks: list[dict[str, Any]], action_id: str) -> dict[str, Any]:

@@ -63,6 +63,11 @@ class SlackWorld:
         await self.settle()
         return result
 
+    async def check(self, *args: Any, **kw: Any) -> tuple[int, str]:
+        result = await self.driver.check(*args, **kw)
+        await self.settle()
+        return result
+
     async def event(self, *args: Any, **kw: Any) -> tuple[int, str]:
         result = await self.driver.event(*args, **kw)
         await self.settle()
@@ -96,14 +101,26 @@ class SlackWorld:
         return list(self.fake.views.values())[-1]
 
     async def request(
-        self, user_id: str, resource: str, justification: str, ticket: str = "", duration: str = ""
+        self,
+        user_id: str,
+        resource: str,
+        justification: str,
+        ticket: str = "",
+        duration: str = "",
+        break_glass: bool = False,
     ) -> tuple[int, str]:
-        """Type /request-access <resource>, fill the form and submit it."""
+        """Type /request-access <resource>, fill the form and submit it (with
+        ``break_glass``, tick the emergency box first: the form comes back for it)."""
         status, _ = await self.driver.command(user_id, resource)
         assert status == 200
         await self.settle()
         view = self.last_view()
         values = {"resource": resource, "justification": justification}
+        if break_glass:
+            status, _ = await self.check(user_id, view, "break_glass")
+            assert status == 200
+            view = self.last_view()
+            values["break_glass"] = "true"
         if ticket:
             values["ticket"] = ticket
         if duration:

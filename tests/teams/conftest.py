@@ -91,8 +91,11 @@ class TeamsWorld:
         justification: str,
         ticket: str = "",
         duration: str = "",
+        break_glass: bool = False,
     ) -> tuple[int, Any]:
-        """Say "request access <resource>", fill the form the bot sends and submit it."""
+        """Say "request access <resource>", fill the form the bot sends and submit it. With
+        ``break_glass``, the emergency toggle is on: the first Request brings the form back
+        for break-glass (its cap as the duration), and its Request submits."""
         user = self.users[name]
         status, _ = await self.driver.say(user, f"request access {resource}")
         assert status == 200
@@ -100,6 +103,11 @@ class TeamsWorld:
         inputs = {"resource": resource, "justification": justification}
         if ticket:
             inputs["ticket"] = ticket
+        if break_glass:
+            inputs["break_glass"] = "true"
+            status, body = await self.driver.execute(user, form, "submit_request", inputs)
+            assert status == 200 and body["type"] == "application/vnd.microsoft.card.adaptive"
+            form = {**form, "card": body["value"]}  # the clicked card, replaced in place
         if duration:
             inputs["duration"] = duration
         return await self.driver.execute(user, form, "submit_request", inputs)

@@ -249,8 +249,8 @@ REQUEST_AGAIN = [
 # --- data for templates that show no request, or not only one -------------------------------
 
 
-def request_form(selected: str | None, **prefill: str) -> dict[str, Any]:
-    return form_data(list(world().policy.resources), selected, prefill, "meta")
+def request_form(selected: str | None, break_glass: bool = False, **prefill: str) -> dict[str, Any]:
+    return form_data(list(world().policy.resources), selected, prefill, "meta", break_glass)
 
 
 def admin_reply(title: str, **kw: Any) -> dict[str, Any]:
@@ -379,7 +379,12 @@ class TemplateData:
             "max_duration": "149h",
             "ticket_pattern": "^" + "(INC|CHG)-[0-9]+" * 20 + "$",
             "min_justification": 20,
-            "break_glass": {"max": "149h", "limit": f"99/{h.text}"},
+            "break_glass": {
+                "max": "149h",
+                "max_spoken": f"149 hours {h.text}",
+                "limit_count": 99,
+                "limit_per": h.text,
+            },
         }
 
     def worst_request_form(self, selected: int) -> dict[str, Any]:
@@ -395,6 +400,7 @@ class TemplateData:
                 ),
             ],
             "selected": resources[selected],
+            "break_glass": True,
             "prefill": {"justification": h.long + h.text, "ticket": h.long, "duration": "nope"},
             "private_metadata": "m" * 5000,
         }
@@ -550,6 +556,9 @@ class TemplateData:
             request_form("prod-db-admin", justification="Again", ticket="INC-1"),
         )
         yield "request_form", "no-ticket", request_form("staging-db-read", duration="1d")
+        yield "request_form", "break-glass", request_form("prod-db-admin", break_glass=True)
+        # Asked for as break-glass where there is none (a forged mode): the plain form.
+        yield "request_form", "no-break-glass", request_form("ci-admin", break_glass=True)
         yield "request_form", "no-resources", form_data([], None)
         yield "deny_form", "pending", r("pending_stage2", None, private_metadata="R-1:1")
         yield "home", "empty", self.home(False, 0)

@@ -497,7 +497,7 @@ def test_request_form_fields_follow_the_resource() -> None:
         "request_form", request_form("prod-db-admin", justification="Again", ticket="INC-1")
     )
     inputs = _inputs(ticket)
-    assert list(inputs) == ["resource", "duration", "justification", "ticket"]
+    assert list(inputs) == ["resource", "break_glass", "duration", "justification", "ticket"]
     assert all(b["element"]["action_id"] == "value" for b in inputs.values())
     assert inputs["resource"]["dispatch_action"] is True
     assert inputs["resource"]["element"]["initial_option"]["value"] == "prod-db-admin"
@@ -519,7 +519,7 @@ def test_request_form_block_ids_are_engine_fields() -> None:
     w = world()
     form = render("request_form", request_form("prod-db-admin"))
     blocks = set(_inputs(form))
-    assert blocks == {"resource", "duration", "justification", "ticket"}
+    assert blocks == {"resource", "break_glass", "duration", "justification", "ticket"}
     bad = draft("prod-db-admin", duration="forever", justification="x", ticket="nope")
     with pytest.raises(Refused) as refused:
         submit(bad, w.policy, w.directory, T0, "R-9")
@@ -528,7 +528,39 @@ def test_request_form_block_ids_are_engine_fields() -> None:
     with pytest.raises(Refused) as unknown:
         submit(draft("no-such-thing"), w.policy, w.directory, T0, "R-9")
     fields |= {refusal.field for refusal in unknown.value.refusals}
-    assert fields == blocks
+    # Break-glass where there is none is refused on the resource it is about.
+    with pytest.raises(Refused) as no_glass:
+        submit(draft("ci-admin", break_glass=True), w.policy, w.directory, T0, "R-9")
+    assert {refusal.field for refusal in no_glass.value.refusals} == {"resource"}
+    assert fields == blocks - {"break_glass"}
+
+
+def test_request_form_offers_break_glass_only_where_the_resource_has_it() -> None:
+    plain = render("request_form", request_form("prod-db-admin"))
+    box = _inputs(plain)["break_glass"]
+    assert box["optional"] is True and box["dispatch_action"] is True
+    assert box["element"]["type"] == "checkboxes" and "initial_options" not in box["element"]
+    assert box["element"]["options"] == [
+        {"text": {"type": "plain_text", "text": "Emergency (break-glass)"}, "value": "true"}
+    ]
+    hint = box["hint"]["text"]
+    assert "at once, without approval, for at most 1 hour" in hint
+    assert "At most 2 in 30d per person; beyond that the request goes to the approvers." in hint
+    assert _inputs(plain)["duration"]["element"]["initial_option"]["value"] == "1h"
+
+    ticked = render("request_form", request_form("prod-db-admin", break_glass=True))
+    inputs = _inputs(ticked)
+    assert inputs["break_glass"]["element"]["initial_options"] == box["element"]["options"]
+    # Break-glass's cap is the duration's default and its longest choice.
+    duration = inputs["duration"]["element"]
+    assert duration["initial_option"]["value"] == "1h"
+    assert [o["value"] for o in duration["options"]] == ["15m", "30m", "1h"]
+    assert "at most 1h" in text_of(ticked) and "ticket" in inputs
+
+    for resource in ("ci-admin", "staging-db-read"):
+        for glass in (False, True):
+            form = render("request_form", request_form(resource, break_glass=glass))
+            assert "break_glass" not in _inputs(form), resource
 
 
 def test_request_form_groups_resources_by_risk() -> None:

@@ -79,6 +79,8 @@ VERB_DATA = {
     "open_form": set(),
     "submit_request": {"form_resource"},
 }
+# Data a verb carries only at times: a form drawn for break-glass says so.
+VERB_DATA_OPTIONAL = {"submit_request": {"form_break_glass"}}
 ELEMENTS = {
     "TextBlock",
     "RichTextBlock",
@@ -242,7 +244,9 @@ def check_action(action: dict[str, Any]) -> None:
         assert verb in VERB_DATA, f"unknown verb {verb!r}"
         data = action.get("data")
         # Only ids travel in a button; who may act is the verified user, checked by the bot.
-        assert isinstance(data, dict) and set(data) == VERB_DATA[verb], (verb, data)
+        assert isinstance(data, dict), (verb, data)
+        optional = VERB_DATA_OPTIONAL.get(verb, set())
+        assert VERB_DATA[verb] <= set(data) <= VERB_DATA[verb] | optional, (verb, data)
         for key, value in data.items():
             if key == "stage":
                 assert isinstance(value, int) and not isinstance(value, bool) and value >= 0
@@ -737,7 +741,7 @@ def test_request_form_fields_follow_the_resource() -> None:
         "request_form", request_form("prod-db-admin", justification="Again", ticket="INC-1")
     )
     inputs = {i["id"]: i for i in _inputs(card["card"])}
-    assert list(inputs) == ["resource", "duration", "justification", "ticket"]
+    assert list(inputs) == ["resource", "break_glass", "duration", "justification", "ticket"]
     assert inputs["resource"]["type"] == "Input.ChoiceSet"
     assert (
         inputs["resource"]["style"] == "filtered" and inputs["resource"]["value"] == "prod-db-admin"
@@ -761,6 +765,37 @@ def test_request_form_fields_follow_the_resource() -> None:
 
     nothing = render("request_form", form_data([], None))["card"]
     assert _inputs(nothing) == [] and "actions" not in nothing
+
+
+def test_request_form_offers_break_glass_only_where_the_resource_has_it() -> None:
+    card = render("request_form", request_form("prod-db-admin"))["card"]
+    toggle = {i["id"]: i for i in _inputs(card)}["break_glass"]
+    assert toggle["type"] == "Input.Toggle" and toggle["title"] == "Emergency (break-glass)"
+    assert (toggle["valueOn"], toggle["valueOff"], toggle["value"]) == ("true", "false", "false")
+    text = unescape("\n".join(text_blocks(card)))
+    assert "at once, without approval, for at most 1 hour" in text
+    assert "At most 2 in 30d per person; beyond that the request goes to the approvers." in text
+    assert [a["data"] for a in executes(card, "submit_request")] == [
+        {"form_resource": "prod-db-admin"}
+    ]
+
+    glass = render("request_form", request_form("prod-db-admin", break_glass=True))["card"]
+    inputs = {i["id"]: i for i in _inputs(glass)}
+    assert inputs["break_glass"]["value"] == "true"
+    # Break-glass's cap is the duration's default and its limit.
+    assert inputs["duration"]["value"] == "1h" and "at most 1h" in inputs["duration"]["label"]
+    [submit] = executes(glass, "submit_request")
+    assert submit["data"] == {"form_resource": "prod-db-admin", "form_break_glass": "true"}
+    assert submit["title"] == "Request break-glass access"
+    assert any("**Break-glass**: check the duration" in t for t in text_blocks(glass))
+
+    for resource in ("ci-admin", "staging-db-read"):
+        for on in (False, True):
+            plain = render("request_form", request_form(resource, break_glass=on))["card"]
+            assert "break_glass" not in {i["id"] for i in _inputs(plain)}
+            assert [a["data"] for a in executes(plain, "submit_request")] == [
+                {"form_resource": resource}
+            ]
 
 
 def test_request_form_choices_are_labelled_by_risk() -> None:
