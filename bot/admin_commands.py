@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.notifier import Notifier
+from bot.review_reports import ReviewReports
+from bot.reviews import Reviews
 from bot.usecases import Clearance
 from engine.access_request import Status
 from engine.policy_loading import PolicyError
@@ -63,9 +65,11 @@ def parse(text: str) -> tuple[str, list[str]]:
 class AdminCommands:
     """Runs admin commands for a verified actor in a known channel."""
 
-    def __init__(self, clearance: Clearance, notifier: Notifier) -> None:
+    def __init__(self, clearance: Clearance, notifier: Notifier, reviews: Reviews) -> None:
         self.clearance = clearance
         self.notifier = notifier
+        self.reviews = reviews
+        self.reports = ReviewReports(reviews.store, clearance.store)
 
     async def run(self, actor: str, in_admin_channel: bool, text: str) -> AdminReply:
         command, args = parse(text)
@@ -102,15 +106,23 @@ class AdminCommands:
     async def _cmd_help(self, _actor: str, _args: list[str]) -> AdminReply:
         return AdminReply(_say("help_title"), help_lines())
 
-    async def _list(self, name: str, statuses: list[Status]) -> AdminReply:
+    async def _list(
+        self, name: str, statuses: list[Status], lines: list[str] | None = None
+    ) -> AdminReply:
         found = await self.clearance.store.find(statuses, limit=_LIST_LIMIT + 1)
         views = [await self.notifier.view(r, None) for r in found[:_LIST_LIMIT]]
         more = _say("list_more", limit=_LIST_LIMIT) if len(found) > _LIST_LIMIT else ""
         empty = [] if views else [_say(f"{name}_empty")]
-        return AdminReply(_say(f"{name}_title"), empty, views, footer=more)
+        return AdminReply(_say(f"{name}_title"), [*(lines or []), *empty], views, footer=more)
 
     async def _cmd_pending(self, _actor: str, _args: list[str]) -> AdminReply:
-        return await self._list("pending", [Status.PENDING, Status.APPROVED, Status.PROVISIONING])
+        # Emergency access is granted before anyone looks at it; its review stays on this
+        # list until someone says whether it was justified.
+        waiting = await self.reports.break_glass_waiting(self.clearance.clock.now())
+        lines = [_say("pending_break_glass", count=len(waiting))] if waiting else []
+        lines += [_say("break_glass_line", c=c) for c in waiting[:_LIST_LIMIT]]
+        statuses = [Status.PENDING, Status.APPROVED, Status.PROVISIONING]
+        return await self._list("pending", statuses, lines)
 
     async def _cmd_active(self, _actor: str, _args: list[str]) -> AdminReply:
         return await self._list("active", [Status.ACTIVE])
@@ -149,6 +161,49 @@ class AdminCommands:
         more = len(events) > len(shown)
         footer = _say("audit_more", shown=len(shown), total=len(events)) if more else ""
         return AdminReply(_say("audit_title", request=request_id), events=shown, footer=footer)
+
+    async def _cmd_reviews(self, _actor: str, _args: list[str]) -> AdminReply:
+        running = await self.reports.open_campaigns(self.clearance.clock.now())
+        lines = [_say("campaign_line", c=c) for c in running] or [_say("reviews_empty")]
+        return AdminReply(_say("reviews_title"), lines)
+
+    async def _cmd_review(self, actor: str, args: list[str]) -> AdminReply:
+        action, target = (args[0].lower(), args[1]) if len(args) >= 2 else ("", "")
+        handler = {
+            "start": self._review_start,
+            "show": self._review_show,
+            "confirm": self._review_confirm,
+        }.get(action)
+        if handler is None:
+            raise Refused(Refusal("usage", usage=_say("review_usage")))
+        return await handler(actor, target)
+
+    async def _review_start(self, actor: str, review_id: str) -> AdminReply:
+        campaign = await self.reviews.start(review_id, actor)
+        view = await self.reports.detail(campaign.id, self.clearance.clock.now())
+        reviewers = len(view["reviewers"])
+        return AdminReply(
+            _say("review_started_title", campaign=campaign.id),
+            [_say("review_started", c=view, reviewers=reviewers)],
+        )
+
+    async def _review_show(self, _actor: str, campaign_id: str) -> AdminReply:
+        view = await self.reports.detail(campaign_id, self.clearance.clock.now())
+        lines = [_say("review_status", c=view), _say("review_figures", c=view)]
+        lines += [_say("review_reviewer", r=r) for r in view["reviewers"]]
+        if view["silent"]:
+            lines.append(_say("review_silent", people=view["silent"]))
+        if view["unassigned"]:
+            lines.append(_say("review_unassigned", count=view["unassigned"]))
+        return AdminReply(_say("review_show_title", c=view), lines)
+
+    async def _review_confirm(self, actor: str, campaign_id: str) -> AdminReply:
+        held = (await self.reports.detail(campaign_id, self.clearance.clock.now()))["held"]
+        campaign = await self.reviews.confirm(campaign_id, actor)
+        return AdminReply(
+            _say("review_confirmed_title", campaign=campaign.id),
+            [_say("review_confirmed", campaign=campaign.id, count=held)],
+        )
 
     async def _cmd_policy(self, _actor: str, _args: list[str]) -> AdminReply:
         policy = self.clearance.policy

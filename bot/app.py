@@ -200,7 +200,7 @@ def build(
         # Only a process that can deliver messages takes notification jobs.
         notifier.register(dispatcher)
         reconciler.register(dispatcher)
-    admin = AdminCommands(clearance, notifier)
+    admin = AdminCommands(clearance, notifier, reviews)
     ingress = Ingress(clearance, chat_log, chat_log)
     if settings.slack_bot_token is not None:
         secret = settings.slack_signing_secret

@@ -13,6 +13,7 @@ from datetime import datetime
 
 from engine.access_request import Exclusion, StageState
 from engine.directory import DirectoryView
+from engine.durations import format_duration
 from engine.eligibility import exclusion_reason, may_request
 from engine.policy import Policy, Resource, Stage, expand_members
 from engine.refusals import Refusal
@@ -191,8 +192,22 @@ class StageExplanation:
 
 
 @dataclass(frozen=True)
+class BreakGlassExplanation:
+    """What ``policy explain`` says about a resource's break-glass access (durations as a
+    policy writes them)."""
+
+    max: str
+    review_within: str
+    limit: str | None  # "2/30d", or None when there is no limit
+    limit_count: int | None
+    limit_per: str | None
+    reviewers: BreakGlassReviewers
+
+
+@dataclass(frozen=True)
 class Explanation:
-    """Who would be asked, stage by stage, if ``requester`` asked for ``resource`` now."""
+    """Who would be asked, stage by stage, if ``requester`` asked for ``resource`` now, and
+    who would review their break-glass access (None: the resource offers none)."""
 
     requester: str
     resource: Resource
@@ -200,6 +215,25 @@ class Explanation:
     may_request: bool
     request_problem: Refusal | None
     stages: tuple[StageExplanation, ...]
+    break_glass: BreakGlassExplanation | None = None
+
+
+def explain_break_glass(
+    requester: str, resource: Resource, policy: Policy, directory: DirectoryView
+) -> BreakGlassExplanation | None:
+    """Whether ``requester`` could break glass on ``resource``: its cap and limit, and who
+    would be told of it and review it (the owners, else the admins)."""
+    rule = resource.break_glass
+    if rule is None:
+        return None
+    return BreakGlassExplanation(
+        max=format_duration(rule.max),
+        review_within=format_duration(rule.review_within),
+        limit=str(rule.limit) if rule.limit else None,
+        limit_count=rule.limit.count if rule.limit else None,
+        limit_per=rule.limit.per if rule.limit else None,
+        reviewers=break_glass_reviewers(requester, resource, policy, directory),
+    )
 
 
 def explain(
@@ -250,4 +284,5 @@ def explain(
         may_request=problem is None,
         request_problem=problem,
         stages=tuple(stages),
+        break_glass=explain_break_glass(requester, resource, policy, directory),
     )

@@ -171,9 +171,11 @@ def revoked(campaign: Campaign, item: ReviewItem, now: datetime) -> ReviewTransi
 def summary(items: Sequence[ReviewItem]) -> dict[str, object]:
     """A campaign's figures for the admins: overall and per reviewer, and who did nothing."""
     per: dict[str, Counter[str]] = {}
+    waiting: Counter[str] = Counter()
     for item in items:
         for reviewer in item.reviewers:
             per.setdefault(reviewer, Counter())
+            waiting[reviewer] += item.undecided
         if item.decided_by and not item.defaulted:
             per.setdefault(item.decided_by, Counter())[item.verdict or ""] += 1
     silent = sorted(
@@ -187,7 +189,7 @@ def summary(items: Sequence[ReviewItem]) -> dict[str, object]:
         "undecided": sum(1 for i in items if i.undecided),
         "held": sum(1 for i in items if i.outcome == "held"),
         "reviewers": [
-            {"reviewer": r, "kept": c["keep"], "revoked": c["revoke"]}
+            {"reviewer": r, "kept": c["keep"], "revoked": c["revoke"], "undecided": waiting[r]}
             for r, c in sorted(per.items())
         ],
         "silent": silent,

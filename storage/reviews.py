@@ -14,7 +14,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 
-from engine.review_items import Campaign, HeldAccess, ReviewItem, ReviewTransition
+from engine.review_items import Campaign, CampaignKind, HeldAccess, ReviewItem, ReviewTransition
 from storage import audit_log
 from storage.database import Database
 from storage.outbox import outbox_row
@@ -197,8 +197,10 @@ class ReviewStore:
             row = (await session.execute(query)).scalars().first()
         return _campaign(row) if row is not None else None
 
-    async def campaigns(self, open_only: bool = True, limit: int = 50) -> list[Campaign]:
-        """Campaigns, newest first."""
+    async def campaigns(
+        self, open_only: bool = True, limit: int = 50, kind: CampaignKind | None = None
+    ) -> list[Campaign]:
+        """Campaigns, newest first, optionally only the open ones and/or those of one kind."""
         query = (
             select(ReviewCampaignRow)
             .order_by(col(ReviewCampaignRow.started_at).desc())
@@ -206,6 +208,8 @@ class ReviewStore:
         )
         if open_only:
             query = query.where(col(ReviewCampaignRow.status) != "closed")
+        if kind is not None:
+            query = query.where(col(ReviewCampaignRow.kind) == kind)
         async with self.database.transaction() as session:
             rows = (await session.execute(query)).scalars().all()
         return [_campaign(r) for r in rows]

@@ -20,15 +20,25 @@ from message_templates import render
 _ACCENT = (0x1D, 0x35, 0x57)
 Pixel = tuple[int, int, int, int]
 
+
 def manifest_data(app_id: str, url: str, name: str = "Clearance") -> dict[str, Any]:
     """Data for the manifest template; ``url`` is the public base URL of clearance serve."""
     base = url.rstrip("/")
     if not base.startswith("https://"):
         raise ValueError(f"the public URL must be https:// (Teams requires it): {url}")
-    team_commands = []
+    # A menu entry per command word (Teams allows ten): the words with several forms
+    # (review start|show|confirm) list those forms as their description.
+    forms: dict[str, list[tuple[str, str]]] = {}
     for line in help_lines():
         usage, _, description = line.partition(": ")
-        team_commands.append({"title": usage.split(" ")[0], "description": description})
+        forms.setdefault(usage.split(" ")[0], []).append((usage, description))
+    team_commands = [
+        {
+            "title": title,
+            "description": found[0][1] if len(found) == 1 else "; ".join(u for u, _ in found),
+        }
+        for title, found in forms.items()
+    ]
     return {
         "app_id": app_id,
         "name": name,

@@ -43,6 +43,8 @@ def cmd_policy_explain(args: argparse.Namespace) -> int:
         explanation = await components.clearance.explain(args.requester, args.resource)
         emails = {e for s in explanation.stages for e in s.approvers}
         emails |= {x.email for s in explanation.stages for x in s.excluded}
+        if explanation.break_glass is not None:
+            emails |= set(explanation.break_glass.reviewers.people)
         names = {}
         for email in emails:
             person = await components.directory.person(email)

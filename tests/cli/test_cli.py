@@ -65,6 +65,27 @@ def test_policy_explain_names_approvers_and_exclusions(run_cli: Run) -> None:
     assert result.returncode == 0, result.stderr
     assert "Erin Evans <erin@example.com>" in result.stdout
     assert "Excluded: Bob Baker <bob@example.com>, is the requester" in result.stdout
+    assert "Break-glass: not available for this resource." in result.stdout
+    glass = run_cli(
+        "policy",
+        "explain",
+        "--policy",
+        str(EXAMPLE_POLICY),
+        "--requester",
+        "dora@example.com",
+        "--resource",
+        "prod-db-admin",
+    )
+    assert glass.returncode == 0, glass.stderr
+    for line in (
+        "Break-glass: available in an emergency. Access is granted at once, without approval, "
+        "for at most 1h; the admin channel is alerted.",
+        "  Limit:    2 per person in 30d (2/30d); beyond that a break-glass request goes to the "
+        "approvers above.",
+        # Dora owns it too (group:dba), but never reviews her own break-glass access.
+        "  Reviews:  within 1d, the owners, each told at once: Dan Doyle <dan@example.com>",
+    ):
+        assert line in glass.stdout.splitlines(), (line, glass.stdout)
     unknown = run_cli(
         "policy",
         "explain",

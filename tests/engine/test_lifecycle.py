@@ -1128,6 +1128,37 @@ def test_explain_for_the_example_policy(example: tuple[Policy, DirectorySnapshot
     assert e.auto_approve and e.stages == ()
 
 
+def test_explain_says_whether_break_glass_is_offered_and_who_reviews_it(
+    example: tuple[Policy, DirectorySnapshot],
+) -> None:
+    policy, directory = example
+    prod = policy.resource("prod-db-admin")
+    assert prod is not None
+    glass = explain("alice@example.com", prod, policy, directory, T0).break_glass
+    assert glass is not None
+    assert (glass.max, glass.review_within, glass.limit) == ("1h", "1d", "2/30d")
+    assert (glass.limit_count, glass.limit_per) == (2, "30d")
+    assert glass.reviewers.people == ("dora@example.com", "dan@example.com")
+    assert glass.reviewers.owners
+    ci = policy.resource("ci-admin")
+    assert (
+        ci is not None
+        and explain("erin@example.com", ci, policy, directory, T0).break_glass is None
+    )
+    # Without a limit there is none to show; an owner asking is left out of the reviewers,
+    # and when no owner is left the admins review it.
+    two = UNLIMITED_POLICY.resource("two-stage")
+    assert two is not None
+    ann = explain("ann@x.com", two, UNLIMITED_POLICY, DIR, T0).break_glass
+    assert ann is not None and ann.limit is None and ann.limit_count is None
+    assert ann.reviewers.people == ("ben@x.com", "cat@x.com") and ann.reviewers.owners
+    ownerless = parse_policy(
+        POLICY_YAML.replace("owners: [group:reviewers]", "owners: [req@x.com]")
+    )
+    alone = explain("req@x.com", ownerless.resource("two-stage"), ownerless, DIR, T0).break_glass  # type: ignore[arg-type]
+    assert alone is not None and alone.reviewers.people == ADMINS and not alone.reviewers.owners
+
+
 def test_explain_shows_who_may_not_request(example: tuple[Policy, DirectorySnapshot]) -> None:
     policy, directory = example
     prod = policy.resource("prod-db-admin")
