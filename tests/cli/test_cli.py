@@ -51,6 +51,26 @@ def test_policy_check_lists_every_problem_with_its_line(run_cli: Run, tmp_path: 
     assert "unknown group 'ghosts'" in result.stdout
 
 
+def test_policy_check_refuses_a_bad_break_glass_limit_at_its_line(
+    run_cli: Run, tmp_path: Path
+) -> None:
+    text = EXAMPLE_POLICY.read_text()
+    written = "break_glass: {max: 1h, review_within: 24h, limit: 2/30d}"
+    assert written in text, "the example policy no longer has its break_glass line"
+    line = text[: text.index(written)].count("\n") + 1
+    for limit, message in (
+        ("2/month", "'2/month' is not a limit: 'month' is not a duration"),
+        ("0/30d", "'0/30d' allows no break-glass at all; the count must be 1 or more"),
+    ):
+        bad = tmp_path / "bad.yaml"
+        bad.write_text(text.replace(written, written.replace("2/30d", limit)))
+        result = run_cli("policy", "check", str(bad))
+        assert result.returncode == 1
+        [problem] = result.stdout.strip().splitlines()
+        assert problem.startswith(f"{bad}:{line}: resources[0].break_glass.limit: "), problem
+        assert message in problem
+
+
 def test_policy_explain_names_approvers_and_exclusions(run_cli: Run) -> None:
     result = run_cli(
         "policy",
