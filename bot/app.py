@@ -12,7 +12,7 @@ import logging
 import signal
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
@@ -61,6 +61,8 @@ log = logging.getLogger("clearance")
 
 # Every replica fires the daily drift check at the same time; the first one runs it.
 DRIFT_CHECK_HOUR_UTC = 5
+# How often each replica looks for reviews whose cadence has come round (one starts each).
+REVIEW_CADENCE_SECONDS = 3600
 
 
 def slack_client(settings: Settings) -> AsyncWebClient:
@@ -311,6 +313,20 @@ def warn_about_teams(settings: Settings) -> None:
             )
 
 
+def schedule_review_cadence(scheduler: AsyncIOScheduler, components: Components) -> None:
+    """Start the reviews whose ``every:`` has come round; checked hourly (and at start),
+    while each campaign runs for days, so an hour late is on time."""
+    scheduler.add_job(
+        components.reviews.start_due,
+        "interval",
+        seconds=REVIEW_CADENCE_SECONDS,
+        id="review-cadence",
+        next_run_time=datetime.now(UTC),
+        coalesce=True,
+        max_instances=1,
+    )
+
+
 def schedule_drift_check(scheduler: AsyncIOScheduler, components: Components) -> None:
     """Reconcile managed groups with the grants daily; one replica runs it each day."""
     scheduler.add_job(
@@ -359,6 +375,7 @@ async def serve(
         max_instances=1,
     )
     schedule_drift_check(scheduler, components)
+    schedule_review_cadence(scheduler, components)
     scheduler.start()
     dispatcher_task = asyncio.create_task(
         components.dispatcher.run(stop, interval=settings.clearance_tick_seconds * 5)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import secrets
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime, timedelta
@@ -33,8 +34,12 @@ from engine.review_items import (
 from engine.review_policy import ReviewPolicy
 from engine.rules import Manager
 from engine.transitions import SYSTEM_ACTOR
+from message_templates import refusal_text
+from storage.locks import NamedLocks
 from storage.outbox import OutboxItem
 from storage.reviews import CampaignExists, ReviewStore, StaleReview
+
+log = logging.getLogger("clearance.reviews")
 
 _ID_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"
 _ATTEMPTS = 5
@@ -62,6 +67,7 @@ class Reviews:
         self.store = store
         self.connectors = connectors
         self.new_id = new_id
+        self.locks = NamedLocks(store.database)
 
     def register(self, dispatcher: Dispatcher, revoke_alert_every: int) -> None:
         dispatcher.register(ReviewDueAt.kind, self.on_due, max_attempts=None)
@@ -98,6 +104,30 @@ class Reviews:
                 )
             ) from None
         return transition.campaign
+
+    async def start_due(self) -> list[Campaign]:
+        """Start each review whose cadence (``every:``) says it is time (the scheduled job).
+
+        Every replica runs this; a lock per review makes the check and the start one step
+        across them, so a campaign that closes at once (nothing to review) still is not
+        started twice. A review that cannot start now (a connector is down) is tried again
+        on the next run; the others go ahead."""
+        started: list[Campaign] = []
+        for review in self.clearance.policy.document.reviews:
+            if review.every is None:
+                continue
+            async with self.locks.hold(f"review-cadence:{review.id}"):
+                latest = await self.store.latest_campaign_of(review.id)
+                last = latest.started_at if latest is not None else None
+                if not reviews.cadence_due(review, last, self.clearance.clock.now()):
+                    continue
+                try:
+                    started.append(await self.start(review.id, SYSTEM_ACTOR))
+                except Refused as exc:
+                    if exc.code != "review_already_open":  # open already: nothing to do
+                        why = refusal_text(exc)
+                        log.warning("review %s not started on its cadence: %s", review.id, why)
+        return started
 
     async def _held(self, review: ReviewPolicy, policy: Policy, now: datetime) -> list[HeldAccess]:
         """Who holds each covered resource now: grants from the store, members from the

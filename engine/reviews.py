@@ -89,6 +89,14 @@ def start(
     return _opened(campaign, tuple(items), now, started_by)
 
 
+def cadence_due(review: ReviewPolicy, last_started: datetime | None, now: datetime) -> bool:
+    """Whether a review with ``every:`` starts a campaign by itself now: it never ran, or
+    its last campaign started ``every`` ago or longer. (An open one still refuses a second.)"""
+    if review.every is None:
+        return False
+    return last_started is None or now - last_started >= review.every
+
+
 def start_break_glass(
     access: HeldAccess,
     policy: Policy,

@@ -197,6 +197,22 @@ class ReviewStore:
             row = (await session.execute(query)).scalars().first()
         return _campaign(row) if row is not None else None
 
+    async def latest_campaign_of(self, review_id: str) -> Campaign | None:
+        """The campaign of a policy review that started last, open or closed (its cadence
+        counts from there)."""
+        query = (
+            select(ReviewCampaignRow)
+            .where(
+                col(ReviewCampaignRow.review_id) == review_id,
+                col(ReviewCampaignRow.kind) == "campaign",
+            )
+            .order_by(col(ReviewCampaignRow.started_at).desc())
+            .limit(1)
+        )
+        async with self.database.transaction() as session:
+            row = (await session.execute(query)).scalars().first()
+        return _campaign(row) if row is not None else None
+
     async def campaigns(
         self, open_only: bool = True, limit: int = 50, kind: CampaignKind | None = None
     ) -> list[Campaign]:
