@@ -14,8 +14,10 @@ from bot.subcommands.database import cmd_db_upgrade
 from bot.subcommands.manifests import cmd_slack_manifest, cmd_teams_manifest
 from bot.subcommands.policy import cmd_policy_check, cmd_policy_explain
 from bot.subcommands.reconcile import cmd_reconcile
+from bot.subcommands.review import cmd_review_export, cmd_review_start, cmd_review_status
 from bot.subcommands.serve import cmd_serve
 from engine.drift import REMOVAL_LIMIT
+from engine.transitions import SYSTEM_ACTOR
 
 
 def _non_negative(text: str) -> int:
@@ -111,6 +113,45 @@ def parser() -> argparse.ArgumentParser:
         ),
     )
     rec.set_defaults(func=cmd_reconcile)
+
+    review = sub.add_parser("review", help="access reviews: start, follow and export campaigns")
+    rsub = review.add_subparsers(dest="action", required=True)
+    rstart = add(
+        rsub,
+        "start",
+        "Start a campaign of a review in the policy now; refused while one of it is open. "
+        "The reviewers are asked by the dispatcher of clearance serve.",
+        db=True,
+        policy=True,
+    )
+    rstart.add_argument("review", metavar="REVIEW", help="a review id under reviews: in the policy")
+    rstart.add_argument(
+        "--by",
+        default=SYSTEM_ACTOR,
+        metavar="EMAIL",
+        help=f"who the audit trail names as starting it (default: {SYSTEM_ACTOR})",
+    )
+    rstart.set_defaults(func=cmd_review_start)
+    rstatus = add(
+        rsub,
+        "status",
+        "Open campaigns and break-glass access waiting for its review, with their progress; "
+        "with a campaign id, that campaign per reviewer.",
+        db=True,
+    )
+    rstatus.add_argument("campaign", nargs="?", metavar="CAMPAIGN")
+    rstatus.set_defaults(func=cmd_review_status)
+    rexport = add(
+        rsub,
+        "export",
+        "Write a campaign's evidence for auditors: one row per item (who held what, reviewers, "
+        "decision, reason, decided by and when, what happened to the access).",
+        db=True,
+    )
+    rexport.add_argument("campaign", metavar="CAMPAIGN")
+    rexport.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
+    rexport.add_argument("--output", "-o", help="file to write (default: standard output)")
+    rexport.set_defaults(func=cmd_review_export)
 
     slack = sub.add_parser("slack", help="Slack app setup")
     ssub = slack.add_subparsers(dest="action", required=True)
