@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import datetime
 
@@ -24,6 +25,7 @@ from engine.ports import Directory
 from engine.refusals import Refusal, Refused
 from engine.transitions import AuditRecord, Transition
 from storage.audit_log import AuditLog
+from storage.locks import NamedLocks
 from storage.repository import StaleRequest, Store
 
 # Refusals of Extend that mean "ask for the time through approval": surfaces then open the
@@ -96,6 +98,7 @@ class Clearance:
         self.clock = clock
         self.wake = wake
         self.new_id = new_id
+        self.locks = NamedLocks(store.database)
 
     @property
     def policy(self) -> Policy:
@@ -132,24 +135,31 @@ class Clearance:
         policy = self.policy
         resource = policy.resource(draft.resource_id)
         directory = await snapshot_for(self.directory, policy, resource, draft.requester)
-        recent = await self._recent_break_glass(draft, resource)
-        for _ in range(_SAVE_ATTEMPTS):
-            now = self.clock.now()
-            transition = lifecycle.submit(draft, policy, directory, now, self.new_id(), recent)
-            try:
-                return await self._save(transition, now)
-            except StaleRequest:  # an id collision: draw another
-                continue
+        async with self._recent_break_glass(draft, resource) as recent:
+            for _ in range(_SAVE_ATTEMPTS):
+                now = self.clock.now()
+                transition = lifecycle.submit(draft, policy, directory, now, self.new_id(), recent)
+                try:
+                    return await self._save(transition, now)
+                except StaleRequest:  # an id collision: draw another
+                    continue
         raise Refused(Refusal("busy"))
 
-    async def _recent_break_glass(self, draft: RequestDraft, resource: Resource | None) -> int:
+    @asynccontextmanager
+    async def _recent_break_glass(
+        self, draft: RequestDraft, resource: Resource | None
+    ) -> AsyncIterator[int]:
         """The requester's break-glass requests for the resource within its limit's window:
-        a fact for the engine's rate guard (looked up only when there is a limit to apply)."""
+        a fact for the engine's rate guard (looked up only when there is a limit to apply).
+        It holds until the request is saved, so two asks at once cannot both slip under the
+        limit: the second counts the first (a named lock, across replicas on PostgreSQL)."""
         rule = resource.break_glass if resource else None
         if not draft.break_glass or resource is None or rule is None or rule.limit is None:
-            return 0
-        since = self.clock.now() - rule.limit.window
-        return await self.store.break_glass_count(draft.requester, resource.id, since)
+            yield 0
+            return
+        async with self.locks.hold(f"break-glass:{draft.requester.lower()}:{resource.id}"):
+            since = self.clock.now() - rule.limit.window
+            yield await self.store.break_glass_count(draft.requester, resource.id, since)
 
     async def decide(
         self,

@@ -369,6 +369,30 @@ async def test_the_break_glass_limit_counts_this_persons_break_glass_in_the_wind
     assert (await clearance.submit(glass)).break_glass
 
 
+async def test_two_break_glass_asks_at_once_cannot_both_slip_under_the_limit(
+    clearance: Clearance, replica: Clearance, clock: ManualClock
+) -> None:
+    start = clock.now()
+    clock.set(start - timedelta(days=1))
+    assert (await clearance.submit(prod(break_glass=True))).break_glass  # 1 of the 2 allowed
+    clock.set(start)
+    for each in (clearance, replica):
+        count = each.store.break_glass_count
+
+        async def slow_count(*args: Any, count: Any = count) -> int:
+            found = int(await count(*args))
+            await asyncio.sleep(0.2)  # long enough for the other replica to count as well
+            return found
+
+        each.store.break_glass_count = slow_count  # type: ignore[method-assign]
+    # Two replicas, at the same moment: each would count 1 if nothing held the count still.
+    both = await asyncio.gather(
+        clearance.submit(prod(break_glass=True)), replica.submit(prod(break_glass=True))
+    )
+    assert sorted(r.break_glass for r in both) == [False, True]
+    assert [r.break_glass_refused for r in both if not r.break_glass] == ["limit"]
+
+
 async def test_break_glass_tells_the_admins_and_each_owner(
     clearance: Clearance, database: Database
 ) -> None:
