@@ -6,11 +6,17 @@ What each subcommand does lives in ``bot.subcommands``.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import traceback
 from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
+from urllib.parse import urlparse
 
+from bot.config_errors import ConfigurationError
 from bot.subcommands.audit import cmd_audit_export, cmd_audit_verify
 from bot.subcommands.database import cmd_db_upgrade
+from bot.subcommands.invocation import EXIT_USAGE
 from bot.subcommands.manifests import cmd_slack_manifest, cmd_teams_manifest
 from bot.subcommands.policy import cmd_policy_check, cmd_policy_explain
 from bot.subcommands.reconcile import cmd_reconcile
@@ -30,11 +36,30 @@ def _non_negative(text: str) -> int:
     return value
 
 
+def _https_url(text: str) -> str:
+    """A public base URL: Slack and Teams call only https:// URLs with a host."""
+    parsed = urlparse(text)
+    if parsed.scheme != "https" or not parsed.hostname:
+        raise argparse.ArgumentTypeError(
+            f"'{text}' is not an https:// URL; give the public base URL that Slack and Teams "
+            "reach clearance serve at, e.g. https://clearance.example.com"
+        )
+    return text.rstrip("/")
+
+
+def _version() -> str:
+    try:
+        return version("clearance")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(
         prog="clearance",
         description="Clearance: time-bound access requests, approved in chat, fully audited.",
     )
+    root.add_argument("--version", action="version", version=f"clearance {_version()}")
     sub = root.add_subparsers(dest="command", required=True)
 
     def add(
@@ -80,6 +105,7 @@ def parser() -> argparse.ArgumentParser:
     up.set_defaults(func=cmd_db_upgrade)
 
     srv = add(sub, "serve", "Run the web server and the dispatcher.", db=True, policy=True)
+    srv.add_argument("--host", help="address to listen on (overrides HOST; default 0.0.0.0)")
     srv.add_argument(
         "--socket-mode",
         action="store_true",
@@ -159,7 +185,10 @@ def parser() -> argparse.ArgumentParser:
         ssub, "manifest", "Print the Slack app manifest (YAML) to paste at api.slack.com/apps."
     )
     man.add_argument(
-        "--url", default="https://clearance.example.com", help="public base URL of clearance serve"
+        "--url",
+        required=True,
+        type=_https_url,
+        help="public https:// base URL of clearance serve (Slack calls URL/slack/events)",
     )
     man.set_defaults(func=cmd_slack_manifest)
 
@@ -182,7 +211,15 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    status: int = args.func(args)
+    try:
+        status: int = args.func(args)
+    except ConfigurationError as exc:
+        # Read directly: LOG_LEVEL itself may be the setting that was refused.
+        if os.environ.get("LOG_LEVEL", "").strip().upper() == "DEBUG":
+            traceback.print_exception(exc)
+        for line in exc.lines:
+            print(f"error: {line}", file=sys.stderr)
+        return EXIT_USAGE
     return status
 
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TypeVar
 
 from adapters.ldap.connection import LdapSettings
 from adapters.scim.client import ScimSettings
 from engine.policy import ConnectorConfig, DirectoryConfig, Policy
 from engine.policy_checks import Checks
-from engine.ports import Entitlements
+from engine.ports import ConnectorError, Entitlements
 
 # Every connector type this code base can run; `policy check` refuses any other.
 SUPPORTED_CONNECTOR_TYPES = frozenset({"slack_usergroups", "ldap", "scim"})
@@ -48,6 +51,9 @@ def check_directory(config: DirectoryConfig) -> str | None:
 POLICY_CHECKS = Checks(SUPPORTED_CONNECTOR_TYPES, check_connector, check_directory)
 
 ConnectorFactory = Callable[[str, ConnectorConfig], Entitlements]
+# Told of every connector call: connector name, operation, outcome, seconds (metrics).
+ConnectorObserver = Callable[[str, str, str, float], None]
+T = TypeVar("T")
 
 
 class UnknownConnector(LookupError):
@@ -57,9 +63,15 @@ class UnknownConnector(LookupError):
 class Connectors:
     """Builds each connector once per configuration; a reloaded policy rebuilds changed ones."""
 
-    def __init__(self, factories: Mapping[str, ConnectorFactory], policy: Callable[[], Policy]):
+    def __init__(
+        self,
+        factories: Mapping[str, ConnectorFactory],
+        policy: Callable[[], Policy],
+        observe: ConnectorObserver | None = None,
+    ):
         self.factories = dict(factories)
         self._policy = policy
+        self._observe = observe
         self._built: dict[str, tuple[ConnectorConfig, Entitlements]] = {}
 
     @property
@@ -82,5 +94,49 @@ class Connectors:
             connector = factory(name, config)
         except ValueError as exc:  # settings the adapter refuses: no retry can help
             raise UnknownConnector(str(exc)) from None
+        if self._observe is not None:
+            connector = MeteredEntitlements(name, connector, self._observe)
         self._built[name] = (config, connector)
         return connector
+
+
+class MeteredEntitlements:
+    """A connector whose every call is counted and timed (``observe``), failures too."""
+
+    def __init__(self, name: str, inner: Entitlements, observe: ConnectorObserver) -> None:
+        self.name = name
+        self.inner = inner
+        self.observe = observe
+
+    async def grant(self, principal: str, group: str) -> None:
+        await self._timed("grant", self.inner.grant(principal, group))
+
+    async def revoke(self, principal: str, group: str) -> None:
+        await self._timed("revoke", self.inner.revoke(principal, group))
+
+    async def is_granted(self, principal: str, group: str) -> bool:
+        return await self._timed("is_granted", self.inner.is_granted(principal, group))
+
+    async def members(self, group: str) -> Sequence[str]:
+        return await self._timed("members", self.inner.members(group))
+
+    async def _timed(self, operation: str, call: Awaitable[T]) -> T:
+        start = time.monotonic()
+        outcome = "ok"
+        try:
+            return await call
+        except BaseException as exc:
+            outcome = _outcome(exc)
+            raise
+        finally:
+            self.observe(self.name, operation, outcome, time.monotonic() - start)
+
+
+def _outcome(exc: BaseException) -> str:
+    if isinstance(exc, ConnectorError):
+        return exc.failure.value
+    if isinstance(exc, TimeoutError):
+        return "timeout"
+    if isinstance(exc, asyncio.CancelledError):  # the dispatcher's time limit ran out
+        return "cancelled"
+    return "error"

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from bot import logs
 from bot.clock import Clock
 from engine.effects import Effect
 from storage.outbox import Outbox, OutboxItem
@@ -77,6 +78,8 @@ class Dispatcher:
         self._concurrency = concurrency
         self._tick_lock: asyncio.Lock | None = None
         self._woken: asyncio.Event | None = None
+        # Jobs running right now: a stopping server says what it waits for.
+        self.in_flight = 0
 
     def register(
         self, kind: str, handler: Handler, max_attempts: int | None = 8, alert_every: int = 5
@@ -130,6 +133,15 @@ class Dispatcher:
             self._woken.clear()
 
     async def _run(self, item: OutboxItem[Effect]) -> None:
+        self.in_flight += 1
+        try:
+            # Every line the job logs, from any module, names its request.
+            with logs.bound(request_id=item.request_id):
+                await self._carry_out(item)
+        finally:
+            self.in_flight -= 1
+
+    async def _carry_out(self, item: OutboxItem[Effect]) -> None:
         route = self.routes[item.kind]
         timeout = self.lease.total_seconds() * 0.75  # finish well inside the lease
         try:

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.chat import Chat
-from bot.connectors import Connectors
+from bot.connectors import Connectors, UnknownConnector
 from bot.dispatcher import Dispatcher
 from bot.usecases import Clearance
 from engine.access_request import Status
@@ -32,6 +32,7 @@ from engine.drift import (
 )
 from engine.effects import PostDriftReport
 from engine.policy import Policy
+from engine.ports import ConnectorError
 from engine.transitions import SYSTEM_ACTOR, AuditRecord
 from message_templates import render_json
 from storage.chat_log import ChatLog
@@ -235,6 +236,10 @@ class Reconciler:
 
 def _describe(exc: BaseException) -> str:
     text = str(exc)
+    if isinstance(exc, UnknownConnector | ConnectorError) and text:
+        # Their messages say what is wrong in the operator's terms ("needs SLACK_BOT_TOKEN",
+        # "unreachable: …"); the class name would only be noise in the report.
+        return text[:500]
     return (f"{type(exc).__name__}: {text}" if text else type(exc).__name__)[:500]
 
 

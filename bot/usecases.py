@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import datetime
 
+from bot import logs
 from bot.clock import Clock
 from bot.policy_source import PolicySource
 from engine import access, lifecycle
@@ -126,6 +127,8 @@ class Clearance:
             raise Refused(Refusal("unknown_person"))
         if not person.active:
             raise Refused(Refusal("inactive"))
+        # From here on, what this turn logs names who is acting.
+        logs.bind(actor=person.email)
         return person
 
     # --- requests -----------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -57,8 +58,13 @@ def _sqlite_wal(url: str) -> None:
         engine.dispose()
 
 
-def current_revision(url: str) -> str | None:
-    engine = create_engine(sync_url(url), poolclass=NullPool)
+def current_revision(url: str, connect_timeout: int | None = None) -> str | None:
+    """The revision the database is at (None: no schema yet). With ``connect_timeout``
+    (seconds), a PostgreSQL server that does not answer fails instead of hanging."""
+    connect_args: dict[str, Any] = {}
+    if connect_timeout is not None and make_url(url).get_backend_name() == "postgresql":
+        connect_args["connect_timeout"] = connect_timeout
+    engine = create_engine(sync_url(url), poolclass=NullPool, connect_args=connect_args)
     try:
         with engine.connect() as conn:
             return MigrationContext.configure(conn).get_current_revision()

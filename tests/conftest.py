@@ -7,6 +7,7 @@ backends, so a missing server fails those tests instead of skipping them.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import uuid
@@ -146,12 +147,18 @@ def run_cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch)
         for name, value in (env or {}).items():
             monkeypatch.setenv(name, value)
         capsys.readouterr()  # each result holds only its own run's output
+        # `serve` sets up logging for its process; this process goes on after it.
+        root = logging.getLogger()
+        handlers, level = list(root.handlers), root.level
         try:
             returncode = clearance_main(list(args))
         except SystemExit as exc:  # argparse and the like: exit as the interpreter would
             if isinstance(exc.code, str):
                 print(exc.code, file=sys.stderr)
             returncode = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+        finally:
+            root.handlers[:] = handlers
+            root.setLevel(level)
         stdout, stderr = capsys.readouterr()
         return Ran(returncode, stdout, stderr)
 

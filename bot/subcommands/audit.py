@@ -10,7 +10,7 @@ import sys
 from datetime import UTC, datetime
 from typing import IO
 
-from bot.subcommands.invocation import EXIT_OK, EXIT_PROBLEM, settings_from
+from bot.subcommands.invocation import EXIT_OK, EXIT_PROBLEM, require_database, settings_from
 from engine.audit import AuditEvent, verify_chain
 from engine.durations import DurationError, parse_duration
 
@@ -20,6 +20,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     from storage.database import Database
 
     settings = settings_from(args)
+    require_database(settings)
 
     async def run() -> int:
         database = Database(settings.database_url)
@@ -89,6 +90,7 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
 
     settings = settings_from(args)
     since = _since(args.since)
+    require_database(settings)
 
     async def run(out: IO[str]) -> int:
         database = Database(settings.database_url)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
-from bot.settings import Settings
-from bot.subcommands.invocation import EXIT_OK, EXIT_USAGE
+from bot.subcommands.invocation import EXIT_OK, EXIT_USAGE, settings_from
 from message_templates import render
+
+# The form of a Microsoft app id (8-4-4-4-12 hexadecimal digits).
+GUID = re.compile(r"[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
 
 
 def cmd_slack_manifest(args: argparse.Namespace) -> int:
@@ -22,9 +25,17 @@ def cmd_slack_manifest(args: argparse.Namespace) -> int:
 def cmd_teams_manifest(args: argparse.Namespace) -> int:
     from adapters.teams.manifest import manifest, package
 
-    app_id = args.app_id or Settings().teams_app_id
+    app_id = args.app_id or settings_from(args).teams_app_id
     if not app_id:
         print("error: give --app-id (or set TEAMS_APP_ID): the Azure Bot's app id", file=sys.stderr)
+        return EXIT_USAGE
+    if not GUID.fullmatch(app_id):
+        # Teams rejects the package at upload for this, far from where the typo was made.
+        print(
+            f"error: --app-id '{app_id}' is not a GUID; copy the Microsoft App ID from the Azure "
+            "Bot's Configuration (like 11111111-2222-3333-4444-555555555555)",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     try:
         data = manifest(app_id, args.url)

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 
-from bot.subcommands.invocation import EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, settings_from
+from bot.subcommands.invocation import (
+    EXIT_OK,
+    EXIT_PROBLEM,
+    EXIT_USAGE,
+    require_database,
+    settings_from,
+)
 from engine.policy_loading import PolicyError
 from message_templates import render
 
@@ -15,6 +22,11 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     from bot.app import build
 
     settings = settings_from(args)
+    require_database(settings)
+    # The report printed below says what each warning of the reconciler would: one line
+    # for each finding is enough (the daily run in `serve` has only the log).
+    if settings.log_level != "DEBUG":
+        logging.getLogger("bot.reconcile").setLevel(logging.ERROR)
     components = build(settings)
     try:
         components.policies.current  # noqa: B018 - loads the policy, refusing a bad one

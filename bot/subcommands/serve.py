@@ -4,29 +4,27 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 
-from bot.subcommands.invocation import EXIT_OK, EXIT_PROBLEM, settings_from
+from bot.subcommands.invocation import EXIT_OK, EXIT_PROBLEM, require_database, settings_from
 from engine.policy_loading import PolicyError
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from bot.app import build, serve
+    from bot import logs
+    from bot.app import build, serve, serve_problems
+    from bot.config_errors import ConfigurationError
 
     settings = settings_from(args)
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    # The scheduler logs every tick at INFO; only its problems are worth a line.
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    logs.configure(settings)
+    # Told before anything starts (serve checks again for those who call it directly).
+    if problems := serve_problems(settings, args.socket_mode):
+        raise ConfigurationError(*problems)
+    # serve brings the schema to head itself: the database only has to be reachable.
+    require_database(settings, migrated=False)
     try:
         asyncio.run(serve(build(settings), socket_mode=args.socket_mode))
     except PolicyError as exc:
         print(f"Refusing to start: the policy has problems:\n{exc}", file=sys.stderr)
-        return EXIT_PROBLEM
-    except ValueError as exc:  # settings that cannot work together
-        print(f"Refusing to start: {exc}", file=sys.stderr)
         return EXIT_PROBLEM
     return EXIT_OK
