@@ -203,10 +203,13 @@ class Reviews:
         names them), and each resource's owners, groups and admins."""
         held = list(held)
         holders = sorted({h.principal for h in held})
-        parts = [
-            await snapshot_for(self.clearance.directory, policy, policy.resource(rid), *holders)
+        # Each holder is looked up once, each resource's people once: a campaign of
+        # thousands of holders over dozens of resources must not ask for every pair.
+        directory = self.clearance.directory
+        parts = [await snapshot_for(directory, policy, None, *holders)] + [
+            await snapshot_for(directory, policy, policy.resource(rid))
             for rid in sorted({h.resource_id for h in held})
-        ] or [await snapshot_for(self.clearance.directory, policy, None, *holders)]
+        ]
         people: dict[str, Person] = {}
         groups: dict[str, tuple[str, ...]] = {}
         for part in parts:
