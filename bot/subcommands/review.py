@@ -15,7 +15,13 @@ import sys
 from typing import IO, TYPE_CHECKING, Any
 
 from bot.clock import SystemClock
-from bot.subcommands.invocation import EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, settings_from
+from bot.subcommands.invocation import (
+    EXIT_OK,
+    EXIT_PROBLEM,
+    EXIT_USAGE,
+    require_database,
+    settings_from,
+)
 from engine.policy_loading import PolicyError
 from engine.refusals import Refused
 from engine.review_items import Campaign
@@ -36,6 +42,7 @@ def cmd_review_start(args: argparse.Namespace) -> int:
     from bot.review_reports import ReviewReports
 
     settings = settings_from(args)
+    require_database(settings)
     components = build(settings)
     try:
         components.policies.current  # noqa: B018 - loads the policy, refusing a bad one
@@ -71,6 +78,7 @@ def _reports(database_url: str) -> tuple[Database, ReviewReports]:
 
 def cmd_review_status(args: argparse.Namespace) -> int:
     settings = settings_from(args)
+    require_database(settings)
 
     async def run() -> dict[str, Any]:
         database, reports = _reports(settings.database_url)
@@ -111,6 +119,7 @@ def cmd_review_export(args: argparse.Namespace) -> int:
     from storage.audit_log import AuditLog
 
     settings = settings_from(args)
+    require_database(settings)
 
     async def run() -> tuple[Campaign, list[dict[str, Any]], tuple[int, str] | None]:
         database, reports = _reports(settings.database_url)
