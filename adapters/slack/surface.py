@@ -1,20 +1,24 @@
-"""Slack ingress: the bolt app's listeners. bolt checked the signature; the middleware
-(``adapters.slack.listeners``) hands each listener the verified person and answers a
-refusal, so a listener parses ids, makes one use-case call and renders the result.
+"""Slack ingress: the bolt app's listeners. The middleware (``adapters.slack.listeners``)
+checks each delivery's signature and shape before bolt sees it, hands each listener the
+verified person and answers a refusal, so a listener parses ids, makes one use-case call
+and renders the result.
 
 Button values carry only a request id and a stage token, never who may decide.
 """
 
 from __future__ import annotations
 
+import logging
+from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web
-from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.listeners import Listeners, Turn, error_message
+from adapters.slack.payloads import Rejected
 from bot.admin_commands import AdminCommands
 from bot.forms import FORM_FIELDS, break_glass_on, request_draft, request_form
 from bot.home import home_data
@@ -24,6 +28,8 @@ from bot.usecases import Clearance
 from engine.directory import Person
 from engine.refusals import Refused
 from message_templates import field_errors, refusal_text, render_json
+
+log = logging.getLogger(__name__)
 
 
 def _value(state: dict[str, Any], block: str) -> str:
@@ -80,12 +86,19 @@ class SlackSurface:
             signing_secret=signing_secret,
             request_verification_enabled=signing_secret is not None,
         )
-        self.listeners = Listeners(self.app, clearance)
+        self.listeners = Listeners(self.app, clearance, signing_secret)
         self._register()
 
     async def handle(self, request: web.Request) -> web.Response:
         """aiohttp route for ``/slack/events`` (commands, interactivity and events)."""
-        bolt_response = await self.app.async_dispatch(await to_bolt_request(request))
+        try:
+            bolt_request = self.listeners.admit(
+                await request.read(), request.headers, request.query_string
+            )
+        except Rejected as exc:
+            log.info("Slack request refused (%d): %s", exc.status, exc.reason)
+            return web.Response(status=exc.status, text=HTTPStatus(exc.status).phrase)
+        bolt_response = await self.app.async_dispatch(bolt_request)
         return await to_aiohttp_response(bolt_response)
 
     async def idle(self, limit: float = 10.0) -> None:
@@ -95,8 +108,8 @@ class SlackSurface:
     def _register(self) -> None:
         on = self.listeners
         on.command("/request-access", self.on_command)
-        on.action({"block_id": "resource", "action_id": "value"}, self.on_form_changed)
-        on.action({"block_id": "break_glass", "action_id": "value"}, self.on_form_changed)
+        on.action({"block_id": "resource", "action_id": "value"}, self.on_form_changed, True)
+        on.action({"block_id": "break_glass", "action_id": "value"}, self.on_form_changed, True)
         on.view("request_form", self.on_request_submitted, _request_form_errors)
         on.action("approve", self.on_approve)
         on.action_for_anyone("deny", self.on_deny_clicked)
