@@ -20,9 +20,9 @@ from slack_sdk.web.async_client import AsyncWebClient
 from adapters.slack.listeners import Listeners, Turn, error_message
 from adapters.slack.payloads import Rejected
 from bot.admin_commands import AdminCommands
-from bot.forms import FORM_FIELDS, break_glass_on, request_draft, request_form
+from bot.forms import FORM_FIELDS, break_glass_on, request_form
 from bot.home import home_data
-from bot.ingress import Ingress, PrefilledForm
+from bot.ingress import Ingress, MessageRef, PrefilledForm
 from bot.notifier import Notifier
 from bot.usecases import Clearance
 from engine.directory import Person
@@ -160,10 +160,14 @@ class SlackSurface:
         )
 
     async def on_request_submitted(self, person: Person, turn: Turn) -> None:
-        state = turn.view["state"]["values"]
-        values = {name: _value(state, name) for name in FORM_FIELDS}
-        # The confirmation DM goes out through the outbox.
-        await self.clearance.submit(request_draft(person.email, values))
+        view = turn.view
+        values = {name: _value(view["state"]["values"], name) for name in FORM_FIELDS}
+        # A replayed or retried submission of this view with these values files nothing
+        # more and is acked as the first was (the modal closes); the confirmation DM goes
+        # out through the outbox.
+        await self.ingress.submit_once(
+            person.email, values, MessageRef("slack", view["id"], view["hash"])
+        )
 
     async def on_extend(self, person: Person, turn: Turn) -> None:
         """Extend: more time at once where the resource allows it, else a prefilled request."""

@@ -281,6 +281,36 @@ async def test_unstorable_admin_command_is_refused_in_its_thread_and_not_run(
     _no_traceback(caplog)
 
 
+# --- a replayed form submission ---------------------------------------------------------------
+
+
+async def test_a_replayed_submission_files_one_request_and_answers_as_the_first(
+    slack: SlackWorld, caplog: pytest.LogCaptureFixture
+) -> None:
+    view = await _form(slack)
+    values = {"resource": "prod-db-admin", "justification": JUSTIFICATION, "ticket": "INC-9"}
+    first = await slack.submit("U0ALICE", view, values)
+    again = await slack.submit("U0ALICE", view, values)
+    retried = await slack.submit("U0ALICE", view, values, headers={"X-Slack-Retry-Num": "1"})
+    assert first[0] == 200 and "errors" not in first[1]
+    assert again == first and retried == first
+    assert await _count(slack, RequestRow) == 1
+    await slack.drain()
+    assert len([m for m in slack.dms("U0ALICE") if m.get("text")]) == 1
+    _no_traceback(caplog)
+
+
+async def test_a_refused_submission_can_be_corrected_and_sent(slack: SlackWorld) -> None:
+    view = await _form(slack)
+    short = {"resource": "prod-db-admin", "justification": "too short", "ticket": "INC-9"}
+    for _ in range(2):  # the same refusal each time: nothing was filed
+        status, body = await slack.submit("U0ALICE", view, short)
+        assert status == 200 and json.loads(body)["response_action"] == "errors"
+    status, body = await slack.submit("U0ALICE", view, {**short, "justification": JUSTIFICATION})
+    assert status == 200 and "errors" not in body
+    assert await _count(slack, RequestRow) == 1
+
+
 async def test_a_command_whose_text_says_payload_is_still_a_command(slack: SlackWorld) -> None:
     # bolt's own parser takes any form mentioning "payload" for interactivity and reads
     # such a command as an empty body; the body bolt gets now is the one parsed here.
