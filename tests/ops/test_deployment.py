@@ -115,3 +115,22 @@ def test_the_licence_is_the_one_pyproject_names() -> None:
     assert project["license"] == "Apache-2.0" and project["license-files"] == ["LICENSE"]
     text = (REPO_ROOT / "LICENSE").read_text()
     assert "Apache License" in text and "Version 2.0, January 2004" in text
+
+
+def test_the_readme_lists_every_setting_with_its_default() -> None:
+    from bot.settings import Settings
+
+    rows = {
+        m.group(1): m.group(2)
+        for m in re.finditer(
+            r"^\| `([A-Z_]+)` \| ([^|]+) \|", (REPO_ROOT / "README.md").read_text(), re.M
+        )
+    }
+    for name, field in Settings.model_fields.items():
+        row = rows.get(name.upper())
+        assert row is not None, f"README's Configuration table has no row for {name.upper()}"
+        default = field.default
+        if default is None:
+            continue
+        shown = f"{default:g}" if isinstance(default, float) else str(default).lower()
+        assert shown in row.lower(), (name.upper(), row)
