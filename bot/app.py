@@ -50,6 +50,8 @@ from bot.metrics import CONTENT_TYPE, Metrics
 from bot.notifier import Notifier
 from bot.policy_source import PolicySource
 from bot.reconcile import Reconciler
+from bot.review_notifier import ReviewNotifier
+from bot.review_views import ReviewViews
 from bot.reviews import Reviews
 from bot.settings import Settings
 from bot.usecases import Clearance
@@ -142,6 +144,7 @@ class Components:
     reviews: Reviews
     chat_log: ChatLog
     notifier: Notifier
+    review_notifier: ReviewNotifier
     admin: AdminCommands
     reconciler: Reconciler
     health: Health
@@ -216,10 +219,13 @@ def build(
             )
         )
     notifier = Notifier(clearance, chats, chat_log)
+    review_views = ReviewViews(reviews)
+    review_notifier = ReviewNotifier(review_views, chats, chat_log)
     reconciler = Reconciler(clearance, connectors, outbox, chats, chat_log)
     if chats:
         # Only a process that can deliver messages takes notification jobs.
         notifier.register(dispatcher)
+        review_notifier.register(dispatcher)
         reconciler.register(dispatcher)
     admin = AdminCommands(clearance, notifier, reviews)
     ingress = Ingress(clearance, chat_log, chat_log)
@@ -257,6 +263,7 @@ def build(
         reviews=reviews,
         chat_log=chat_log,
         notifier=notifier,
+        review_notifier=review_notifier,
         admin=admin,
         slack=slack,
         teams=teams,

@@ -40,6 +40,13 @@ admins: {{channel: C0ADMINS, users: [user0@example.com]}}
 directory:
   people:
 {people}
+# Here: tests add connectors just before resources and resources at the end.
+reviews:
+  - id: review-db-quarterly
+    resources: [review-db]
+    reviewer: resource_owner
+    due: 7d
+    max_revocations: 100
 connectors:
   corp-ldap:
     type: ldap
@@ -91,10 +98,4 @@ resources:
     grant: {{connector: corp-ldap, group: review-db}}
     duration: {{default: 4h, max: 4h}}
     approval: auto
-reviews:
-  - id: review-db-quarterly
-    resources: [review-db]
-    reviewer: resource_owner
-    due: 7d
-    max_revocations: 100
 """

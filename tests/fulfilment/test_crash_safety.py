@@ -86,6 +86,8 @@ async def world(
         "CRASH_LDAP_PASSWORD": ADMIN_PASSWORD,
         "CLEARANCE_LEASE_SECONDS": "10",
         "CLEARANCE_TICK_SECONDS": "0.2",
+        # Less than the test's own wait for a stop (Server.stop).
+        "CLEARANCE_SHUTDOWN_SECONDS": "5",
     }
     os.environ["CRASH_LDAP_PASSWORD"] = ADMIN_PASSWORD
     for group in ("crash-db", "crash-short", "review-db"):

@@ -33,7 +33,7 @@ from tests.fakes.slapd import ADMIN_PASSWORD, GROUPS, PEOPLE, PLACEHOLDER, Slapd
 from tests.fulfilment.conftest import BASELINE_MEMBER, policy_text
 
 PASSWORD_ENV = "DRIFT_LDAP_PASSWORD"
-MANAGED = ("crash-db", "crash-short", "outage", "drift-revoke", "drift-report")
+MANAGED = ("crash-db", "crash-short", "outage", "drift-revoke", "drift-report", "review-db")
 REVOKE = Target("corp-ldap", "drift-revoke")
 REPORT = Target("corp-ldap", "drift-report")
 

@@ -83,11 +83,14 @@ async def test_break_glass_grants_at_once_and_alerts_the_admins_and_each_owner(
     for expected in ("<@U0ALICE>", "Production database (admin)", "for 1h, until ", "INC-77"):
         assert expected in alert, expected
     assert JUSTIFICATION in alert
-    # Each owner (group:dba) in a DM of their own; the requester gets none of those.
+    # Each owner (group:dba) in a DM of their own, and then the review card that asks
+    # whether it was justified; the requester gets none of those.
     for owner in ("U0DORA", "U0DAN"):
-        [dm] = [_text(m) for m in slack.dms(owner)]
-        assert OWNER_ALERT in dm and "<@U0ALICE>" in dm and JUSTIFICATION in dm
+        [dm] = [_text(m) for m in slack.dms(owner) if OWNER_ALERT in _text(m)]
+        assert "<@U0ALICE>" in dm and JUSTIFICATION in dm
         assert "until " in dm
+        [review] = [_text(m) for m in slack.dms(owner) if OWNER_ALERT not in _text(m)]
+        assert "Was this emergency access justified?" in review
     assert all(OWNER_ALERT not in _text(m) for m in slack.dms("U0ALICE"))
     assert any("Break-glass: no one approved this" in _text(m) for m in slack.dms("U0ALICE"))
 
@@ -136,8 +139,9 @@ async def test_the_third_break_glass_in_30_days_goes_to_the_approvers_and_says_w
     assert has_action(card["blocks"], "approve")
     assert "Asked as break-glass" in _text(card)
     assert "asked for this 2 times in the last 90 days" in _text(card)
-    # The owners heard of the two break-glass grants only.
-    assert len(slack.dms("U0DORA")) == 2
+    # The owners heard of the two break-glass grants only (each also asks for its review).
+    assert sum(OWNER_ALERT in _text(m) for m in slack.dms("U0DORA")) == 2
+    assert sum("emergency access justified" in _text(m) for m in slack.dms("U0DORA")) == 2
     async with slack.components.database.transaction() as session:
         rows = await session.execute(
             select(AuditRow.details).where(

@@ -93,8 +93,11 @@ async def test_break_glass_grants_at_once_and_alerts_the_admins_and_each_owner(
         assert expected in alert, expected
     assert JUSTIFICATION in alert
     for owner in ("dora", "dan"):
-        [dm] = teams.dms(owner)
-        assert OWNER_ALERT in shown(dm["card"]) and JUSTIFICATION in shown(dm["card"])
+        # The owner alert, and then the review card that asks whether it was justified.
+        [dm] = [m for m in teams.dms(owner) if OWNER_ALERT in shown(m["card"])]
+        assert JUSTIFICATION in shown(dm["card"])
+        [review] = [m for m in teams.dms(owner) if OWNER_ALERT not in shown(m["card"])]
+        assert "Was this emergency access justified?" in shown(review["card"])
     assert all(OWNER_ALERT not in shown(m["card"]) for m in teams.dms("alice"))
 
 

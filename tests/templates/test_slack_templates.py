@@ -36,6 +36,7 @@ from tests.templates.requests import (
     request_form,
     world,
 )
+from tests.templates.reviews import review_cases
 
 EVIL = "<!channel> <@U1> <https://evil|click> & *bold* "
 EVIL_NAME = ("Eve <Evil> & " + EVIL * 3)[:120]
@@ -45,7 +46,7 @@ EVIL_2000 = HOSTILE.long
 ALLOWED_TOKEN = re.compile(r"^<@U0[A-Z]+>$|^<!date\^\d+\^[^|<>]+\|[^<>]+>$")
 FORBIDDEN = ("<!channel>", "<@U1>", "<https://evil")
 
-VIEWS = {"request_form", "deny_form", "home"}
+VIEWS = {"request_form", "deny_form", "home", "review_reason_form"}
 
 
 # --- data: every template, representative and worst case -------------------------------
@@ -59,6 +60,7 @@ def cases() -> Iterator[Case]:
     yield from DATA.cases()
     yield "request_form", "worst", DATA.worst_request_form(selected=3)
     yield "deny_form", "worst", _w("pending_stage2", None, private_metadata="R-1:2")
+    yield from review_cases(DATA)
 
 
 CASES = list(cases())

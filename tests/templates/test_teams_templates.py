@@ -52,6 +52,7 @@ from tests.templates.requests import (
     teams_world,
     world,
 )
+from tests.templates.reviews import review_cases
 
 SCHEMA_FILE = Path(__file__).resolve().parents[1] / "fakes" / "adaptive-card-1.5.schema.json"
 # Teams refuses messages over ~28 KB; the adapter's activity envelope needs the rest.
@@ -78,7 +79,13 @@ VERB_DATA = {
     "rerequest": {"resource_id"},
     "open_form": set(),
     "submit_request": {"form_resource"},
+    "review_keep": {"campaign_id", "index"},
+    "review_revoke": {"campaign_id", "index"},
+    "review_keep_all": {"campaign_id"},
+    "review_open": {"campaign_id"},
 }
+# Data values that are positions (a stage, a review item), never text.
+NUMBERS = {"stage", "index"}
 # Data a verb carries only at times: a form drawn for break-glass says so.
 VERB_DATA_OPTIONAL = {"submit_request": {"form_break_glass"}}
 ELEMENTS = {
@@ -152,6 +159,7 @@ def cases() -> Iterator[Case]:
         "worst",
         _w("pending_stage2", None, private_metadata="R-1:2", errors=worst_errors),
     )
+    yield from review_cases(DATA)
 
 
 CASES = list(cases())
@@ -248,7 +256,7 @@ def check_action(action: dict[str, Any]) -> None:
         optional = VERB_DATA_OPTIONAL.get(verb, set())
         assert VERB_DATA[verb] <= set(data) <= VERB_DATA[verb] | optional, (verb, data)
         for key, value in data.items():
-            if key == "stage":
+            if key in NUMBERS:
                 assert isinstance(value, int) and not isinstance(value, bool) and value >= 0
             else:
                 assert isinstance(value, str) and value, (key, value)
