@@ -181,7 +181,10 @@ async def test_strangers_execute_on_someone_elses_card_changes_nothing(teams: Te
     # Dan sends the Approve of Bob's card (stage 1 is Bob's alone).
     forged = teams.driver.press(teams.dan, teams.card_for("bob"), "approve")
     status, body = await teams.driver.post(forged)
-    assert status == 200 and "Only bob@example.com" in _said(body)
+    # Told only that they cannot decide it: not who can, nor anything of the request.
+    said = _said(body)
+    assert status == 200 and "You cannot decide this request." in said
+    assert "bob@example.com" not in said
     # A stranger's refresh shows them nothing of the request either.
     status, body = await teams.driver.refresh(teams.erin, teams.card_for("bob"))
     assert status == 200 and JUSTIFICATION not in json.dumps(body)
