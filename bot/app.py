@@ -50,6 +50,7 @@ from bot.metrics import CONTENT_TYPE, Metrics
 from bot.notifier import Notifier
 from bot.policy_source import PolicySource
 from bot.reconcile import Reconciler
+from bot.review_ingress import ReviewIngress
 from bot.review_notifier import ReviewNotifier
 from bot.review_views import ReviewViews
 from bot.reviews import Reviews
@@ -229,6 +230,7 @@ def build(
         reconciler.register(dispatcher)
     admin = AdminCommands(clearance, notifier, reviews)
     ingress = Ingress(clearance, chat_log, chat_log)
+    review_ingress = ReviewIngress(reviews, review_views)
     if settings.slack_bot_token is not None:
         logs.quiet_bolt()
         secret = settings.slack_signing_secret
@@ -237,13 +239,14 @@ def build(
             notifier,
             admin,
             ingress,
+            review_ingress,
             client,
             secret.get_secret_value() if secret else None,
         )
     teams = None
     if teams_auth is not None:
         teams = TeamsSurface(
-            TeamsBot(clearance, notifier, admin, ingress, conversations),
+            TeamsBot(clearance, notifier, admin, ingress, conversations, review_ingress),
             teams_auth,
             authenticated=teams_settings.authenticated,
             tenant_id=teams_settings.tenant_id,

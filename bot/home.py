@@ -1,11 +1,13 @@
 """What a person's home view shows (Slack App Home, Teams "status"): their open requests,
-what waits for their decision and the access they hold, as template data."""
+what waits for their decision, the access reviews waiting for them and the access they
+hold, as template data."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from bot.notifier import Notifier
+from bot.review_views import ReviewViews
 from bot.usecases import Clearance
 from engine.access_request import Status
 from engine.directory import Person
@@ -13,7 +15,9 @@ from engine.directory import Person
 HOME_LIMIT = 15  # per list; keeps a Slack view under 100 blocks and a Teams card small
 
 
-async def home_data(clearance: Clearance, notifier: Notifier, person: Person) -> dict[str, Any]:
+async def home_data(
+    clearance: Clearance, notifier: Notifier, reviews: ReviewViews, person: Person
+) -> dict[str, Any]:
     """Data for the ``home`` template of any platform, seen by ``person``."""
     store = clearance.store
     mine = await store.find(requester=person.email, limit=100)
@@ -27,4 +31,6 @@ async def home_data(clearance: Clearance, notifier: Notifier, person: Person) ->
         "awaiting": [await view(r, person.email) for r in awaiting[:HOME_LIMIT]],
         "active": [await view(r, person.email) for r in active],
         "truncated": len(awaiting) > HOME_LIMIT,
+        # "To review" beside "to decide": campaigns with items waiting for this person.
+        "to_review": await reviews.to_review(person.email),
     }

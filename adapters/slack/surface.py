@@ -3,7 +3,8 @@ checks each delivery's signature and shape before bolt sees it, hands each liste
 verified person and answers a refusal, so a listener parses ids, makes one use-case call
 and renders the result.
 
-Button values carry only a request id and a stage token, never who may decide.
+Button values carry only a request id and a stage token (a review's: its campaign id and
+an item index), never who may decide.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from bot.forms import FORM_FIELDS, break_glass_on, request_form
 from bot.home import home_data
 from bot.ingress import Ingress, MessageRef, PrefilledForm
 from bot.notifier import Notifier
+from bot.review_ingress import AskReason, ReviewIngress, verdict_of
 from bot.usecases import Clearance
 from engine.directory import Person
 from engine.refusals import Refused
@@ -46,6 +48,17 @@ def _value(state: dict[str, Any], block: str) -> str:
 def _stage_token(value: str) -> tuple[str, int | None]:
     request_id, _, stage = value.partition(":")
     return request_id, int(stage) if stage.isdigit() else None
+
+
+def _item_token(value: str) -> tuple[str, int]:
+    """A review button's value, ``<campaign>:<index>`` (-1, an item no campaign has, when
+    the value is not one: the use case refuses it)."""
+    campaign_id, _, index = value.partition(":")
+    return campaign_id, int(index) if index.isdigit() else -1
+
+
+def _review_form_errors(exc: Refused, view: dict[str, Any]) -> dict[str, str]:
+    return {"reason": refusal_text(exc)}
 
 
 def _request_form_errors(exc: Refused, view: dict[str, Any]) -> dict[str, str]:
@@ -72,6 +85,7 @@ class SlackSurface:
         notifier: Notifier,
         admin: AdminCommands,
         ingress: Ingress,
+        reviews: ReviewIngress,
         client: AsyncWebClient,
         signing_secret: str | None,
     ) -> None:
@@ -79,6 +93,7 @@ class SlackSurface:
         self.notifier = notifier
         self.admin = admin
         self.ingress = ingress
+        self.reviews = reviews
         self.client = client
         # Without a signing secret (Socket Mode only) the HTTP route is never mounted.
         self.app = AsyncApp(
@@ -119,6 +134,10 @@ class SlackSurface:
         on.action("extend", self.on_extend)
         on.action("rerequest", self.on_reopen_form)
         on.action("open_form", self.on_reopen_form)
+        on.action("review_keep", self.on_review_keep)
+        on.action("review_revoke", self.on_review_revoke)
+        on.action("review_keep_all", self.on_review_keep_all)
+        on.view("review_reason", self.on_review_reason, _review_form_errors)
         on.event("app_home_opened", self.on_home_opened, self._home_refused, when=_home_tab)
         on.event("app_mention", self.on_mention, self._mention_refused, when=self._first_time)
 
@@ -201,6 +220,37 @@ class SlackSurface:
     async def on_done(self, person: Person, turn: Turn) -> None:
         await self.clearance.revoke(turn.value, person.email)
 
+    # --- access reviews -------------------------------------------------------------------
+
+    async def on_review_keep(self, person: Person, turn: Turn) -> None:
+        await self._review_clicked(person, turn, "keep")
+
+    async def on_review_revoke(self, person: Person, turn: Turn) -> None:
+        await self._review_clicked(person, turn, "revoke")
+
+    async def _review_clicked(self, person: Person, turn: Turn, verdict: str) -> None:
+        """Keep / Revoke (Justified / Not justified): decided at once, or the modal asks why.
+        The card refreshes through the outbox."""
+        campaign_id, index = _item_token(turn.value)
+        outcome = await self.reviews.decide_or_ask(
+            campaign_id, index, person.email, verdict_of(verdict, campaign_id, index)
+        )
+        if isinstance(outcome, AskReason):
+            view = render_json("slack", "review_reason_form", outcome.data)
+            await self.client.views_open(trigger_id=turn.trigger_id, view=view)
+
+    async def on_review_reason(self, person: Person, turn: Turn) -> None:
+        """The modal's reason: the verdict it was opened for, decided with it."""
+        item, _, verdict = turn.view.get("private_metadata", "").rpartition(":")
+        campaign_id, index = _item_token(item)
+        reason = _value(turn.view["state"]["values"], "reason")
+        await self.reviews.decide(
+            campaign_id, index, person.email, verdict_of(verdict, campaign_id, index), reason
+        )
+
+    async def on_review_keep_all(self, person: Person, turn: Turn) -> None:
+        await self.reviews.keep_all(turn.value, person.email)
+
     # --- App Home and admin commands ----------------------------------------------------
 
     async def on_home_opened(self, person: Person, turn: Turn) -> None:
@@ -211,7 +261,7 @@ class SlackSurface:
         await self.client.views_publish(user_id=turn.user_id, view=view)
 
     async def home_view(self, person: Person) -> dict[str, Any]:
-        data = await home_data(self.clearance, self.notifier, person)
+        data = await home_data(self.clearance, self.notifier, self.reviews.views, person)
         return render_json("slack", "home", data)
 
     async def _first_time(self, turn: Turn) -> bool:

@@ -3,7 +3,8 @@
 Each verb parses ids from the action's data, makes one use-case call as the verified
 sender (``adapters.teams.middleware``) and answers the invoke: with a card that replaces
 the clicked one in place, or with a short message while the card stays. Card data carries
-only a request id and a stage, never who may decide.
+only a request id and a stage (a review's: its campaign id and an item index), never who
+may decide.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from adapters.teams.middleware import Senders
 from bot.forms import FORM_FIELDS, break_glass_on
 from bot.ingress import Extended, Ingress
 from bot.notifier import LIVE_TEMPLATES
+from bot.review_ingress import AskReason, ReviewIngress, verdict_of
 from bot.usecases import Clearance
 from engine.directory import Person
 from engine.refusals import Refused
@@ -39,11 +41,15 @@ def _unknown_action() -> InvokeResponse:
     )
 
 
-def _stage(data: dict[str, Any]) -> int | None:
-    value = data.get("stage")
+def _number(data: dict[str, Any], key: str) -> int | None:
+    value = data.get(key)
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     return int(value) if isinstance(value, str) and value.isdigit() else None
+
+
+def _stage(data: dict[str, Any]) -> int | None:
+    return _number(data, "stage")
 
 
 def _text(data: dict[str, Any], key: str) -> str:
@@ -59,12 +65,18 @@ class CardActions:
     """Runs an ``adaptiveCard/action`` invoke through its verb."""
 
     def __init__(
-        self, clearance: Clearance, ingress: Ingress, cards: Cards, senders: Senders
+        self,
+        clearance: Clearance,
+        ingress: Ingress,
+        cards: Cards,
+        senders: Senders,
+        reviews: ReviewIngress,
     ) -> None:
         self.clearance = clearance
         self.ingress = ingress
         self.cards = cards
         self.senders = senders
+        self.reviews = reviews
         self.verbs: dict[str, Verb] = {
             "refresh": self.on_refresh,
             "approve": self.on_approve,
@@ -75,6 +87,10 @@ class CardActions:
             "rerequest": self.on_rerequest,
             "open_form": self.on_open_form,
             "submit_request": self.on_submit_request,
+            "review_keep": self.on_review_keep,
+            "review_revoke": self.on_review_revoke,
+            "review_keep_all": self.on_review_keep_all,
+            "review_open": self.on_review_open,
         }
 
     async def run(self, ctx: TurnContext) -> InvokeResponse:
@@ -224,3 +240,48 @@ class CardActions:
         # as on Slack; the form answers with the confirmation's summary.
         submitted = await self.cards.card("request_submitted", request, person.email)
         return message_response(submitted["summary"])
+
+    # --- reviewers ------------------------------------------------------------------------
+
+    async def on_review_keep(
+        self, ctx: TurnContext, person: Person, data: dict[str, Any]
+    ) -> InvokeResponse:
+        return await self._review(person, data, "keep")
+
+    async def on_review_revoke(
+        self, ctx: TurnContext, person: Person, data: dict[str, Any]
+    ) -> InvokeResponse:
+        return await self._review(person, data, "revoke")
+
+    async def _review(self, person: Person, data: dict[str, Any], verdict: str) -> InvokeResponse:
+        """Keep / Revoke (Justified / Not justified), the item's reason typed in place on
+        the card (``reason_<index>``) or on the reason form (``reason``): the card as it is
+        now, or the form asking why."""
+        campaign_id = _text(data, "campaign_id")
+        index = _number(data, "index")
+        index = -1 if index is None else index  # names no item: the use case refuses it
+        key = f"reason_{index}" if f"reason_{index}" in data else "reason"
+        outcome = await self.reviews.decide_or_ask(
+            campaign_id,
+            index,
+            person.email,
+            verdict_of(verdict, campaign_id, index),
+            _text(data, key),
+            asked=key in data,
+        )
+        if isinstance(outcome, AskReason):
+            return card_response(self.cards.review_reason(outcome.data))
+        return card_response(await self.cards.review(campaign_id, person.email))
+
+    async def on_review_keep_all(
+        self, ctx: TurnContext, person: Person, data: dict[str, Any]
+    ) -> InvokeResponse:
+        campaign_id = _text(data, "campaign_id")
+        await self.reviews.keep_all(campaign_id, person.email)
+        return card_response(await self.cards.review(campaign_id, person.email))
+
+    async def on_review_open(
+        self, ctx: TurnContext, person: Person, data: dict[str, Any]
+    ) -> InvokeResponse:
+        """Open review on the status card: the reviewer's card, in place."""
+        return card_response(await self.cards.review(_text(data, "campaign_id"), person.email))

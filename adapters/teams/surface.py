@@ -32,6 +32,7 @@ from bot.admin_commands import AdminCommands
 from bot.chat_records import TeamsConversationStore
 from bot.ingress import Ingress
 from bot.notifier import Notifier
+from bot.review_ingress import ReviewIngress
 from bot.usecases import Clearance
 from engine.chat_records import PERSONAL
 from engine.directory import Person
@@ -65,14 +66,15 @@ class TeamsBot(TeamsActivityHandler):  # type: ignore[misc]  # botbuilder is unt
         admin: AdminCommands,
         ingress: Ingress,
         conversations: TeamsConversationStore,
+        reviews: ReviewIngress,
     ) -> None:
         self.clearance = clearance
         self.admin = admin
         self.ingress = ingress
         self.conversations = conversations
         self.senders = Senders(clearance)
-        self.cards = Cards(clearance, notifier)
-        self.card_actions = CardActions(clearance, ingress, self.cards, self.senders)
+        self.cards = Cards(clearance, notifier, reviews)
+        self.card_actions = CardActions(clearance, ingress, self.cards, self.senders, reviews)
 
     # --- messages -----------------------------------------------------------------------
 

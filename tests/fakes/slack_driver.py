@@ -101,10 +101,16 @@ class SlackDriver:
         }
 
     async def click(
-        self, user_id: str, message: dict[str, Any], action_id: str, **kw: Any
+        self,
+        user_id: str,
+        message: dict[str, Any],
+        action_id: str,
+        block_id: str | None = None,
+        **kw: Any,
     ) -> tuple[int, str]:
-        """Click the button ``action_id`` on a message the fake Slack holds."""
-        button = find_action(message["blocks"], action_id)
+        """Click the button ``action_id`` (in block ``block_id``, when several blocks have
+        one) on a message the fake Slack holds."""
+        button = find_action(message["blocks"], action_id, block_id)
         payload = {
             **self._base("block_actions", user_id),
             "container": {
@@ -295,9 +301,14 @@ def view_block(view: dict[str, Any], block_id: str) -> dict[str, Any]:
     raise AssertionError(f"no block {block_id!r} in {json.dumps(view)[:500]}")
 
 
-def find_action(blocks: list[dict[str, Any]], action_id: str) -> dict[str, Any]:
-    """The interactive element with ``action_id`` in Block Kit blocks (with its block_id)."""
+def find_action(
+    blocks: list[dict[str, Any]], action_id: str, block_id: str | None = None
+) -> dict[str, Any]:
+    """The interactive element with ``action_id`` in Block Kit blocks (with its block_id),
+    in the block ``block_id`` when one is named."""
     for block in blocks:
+        if block_id is not None and block.get("block_id") != block_id:
+            continue
         for element in block.get("elements", []) + (
             [block["accessory"]] if "accessory" in block else []
         ):

@@ -187,13 +187,14 @@ class TeamsDriver:
         verb: str,
         inputs: dict[str, Any] | None = None,
         again: dict[str, Any] | None = None,
+        where: dict[str, Any] | None = None,
     ) -> tuple[int, Any]:
         """Press the ``Action.Execute`` with ``verb`` on a card the fake connector holds,
         with the card's input values (defaults, overridden by ``inputs``) merged into its
         data. ``again`` resends an earlier invoke unchanged (a platform retry)."""
         if again is not None:
             return await self.post(again)
-        return await self.post(self.press(user, message, verb, inputs))
+        return await self.post(self.press(user, message, verb, inputs, where))
 
     def press(
         self,
@@ -201,9 +202,11 @@ class TeamsDriver:
         message: dict[str, Any],
         verb: str,
         inputs: dict[str, Any] | None = None,
+        where: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """The invoke activity pressing ``verb`` on ``message`` would send."""
-        action = find_action(message["card"], verb)
+        """The invoke activity pressing ``verb`` on ``message`` would send (the action whose
+        data has ``where``'s values, when several have the verb)."""
+        action = find_action(message["card"], verb, where)
         data = {**input_values(message["card"]), **(action.get("data") or {})}
         data.update(inputs or {})
         return self.invoke_activity(
@@ -242,10 +245,16 @@ def _actions(node: Any) -> list[dict[str, Any]]:
     return found
 
 
-def find_action(card: dict[str, Any], verb: str) -> dict[str, Any]:
-    """The ``Action.Execute`` with ``verb`` on a card (nested in ShowCards and ActionSets)."""
+def find_action(
+    card: dict[str, Any], verb: str, where: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The ``Action.Execute`` with ``verb`` on a card (nested in ShowCards and ActionSets),
+    the first whose data holds ``where``'s values when given."""
     for action in _actions(card):
-        if action.get("type") == "Action.Execute" and action.get("verb") == verb:
+        if action.get("type") != "Action.Execute" or action.get("verb") != verb:
+            continue
+        data = action.get("data") or {}
+        if all(data.get(k) == v for k, v in (where or {}).items()):
             return action
     raise AssertionError(f"no Action.Execute {verb!r} in {json.dumps(card)[:600]}")
 

@@ -21,6 +21,7 @@ from typing import Any, Literal
 from bot.forms import form_data
 from bot.presentation import History, request_view
 from bot.reconcile import DriftRun
+from bot.review_views import to_review_data
 from engine.access import (
     deprovision_confirmed,
     expire,
@@ -37,6 +38,7 @@ from engine.drift import Holding, Target, find_drift
 from engine.lifecycle import cancel, decide, submit, time_out
 from engine.policy import Policy
 from engine.policy_loading import parse_policy
+from engine.review_items import Campaign
 
 EXAMPLE_POLICY = Path(__file__).resolve().parents[2] / "examples" / "policy.yaml"
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -253,6 +255,30 @@ def request_form(selected: str | None, break_glass: bool = False, **prefill: str
     return form_data(list(world().policy.resources), selected, prefill, "meta", break_glass)
 
 
+def to_review(n: int) -> dict[str, Any]:
+    """The home's "to review": ``n`` open campaigns with items waiting (five are listed)."""
+    found = [
+        (
+            Campaign(
+                id=f"C-{i:08d}",
+                review_id=f"quarterly-{i}",
+                kind="break_glass" if i % 3 == 2 else "campaign",
+                status="open",
+                policy_version="v1",
+                started_by="sam@example.com",
+                started_at=T0,
+                due_at=T0 + timedelta(days=7 + i),
+                on_no_decision="revoke",
+                max_revocations=25,
+            ),
+            300 - i,
+        )
+        for i in range(n)
+    ]
+    counts = [{"undecided": waiting, "kept": 12} for _, waiting in found]
+    return to_review_data(found, counts, T0)
+
+
 def admin_reply(title: str, **kw: Any) -> dict[str, Any]:
     return {"title": title, "lines": [], "requests": [], "events": [], "footer": "", **kw}
 
@@ -417,6 +443,7 @@ class TemplateData:
             "awaiting": [self.view(awaiting_key, "bob@example.com", hostile=hostile)] * n,
             "active": [self.view("active", hostile=hostile) for _ in range(n)],
             "truncated": hostile,
+            "to_review": to_review(n),
         }
 
     def events(self, n: int, hostile: bool) -> list[dict[str, Any]]:

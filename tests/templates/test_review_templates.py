@@ -259,3 +259,17 @@ def test_an_escalation_says_to_whom_and_until_when() -> None:
     escalated = at_due(started(SLACK.world(), typical_held(), on_no_decision="escalate"))
     post = text(slack("admin_review_escalated", admin_data(escalated)))
     assert "with 5 items undecided. They now go to <@U0SAM>, <@U0SARA>, due <!date^" in post
+
+
+# --- the home -------------------------------------------------------------------------------
+
+
+def test_the_home_lists_what_waits_for_review() -> None:
+    home = slack("home", SLACK.home(False, 3))
+    shown = text(home)
+    assert "To review" in shown and "*300* items wait for you" in shown
+    assert "No access review waits for you" in text(slack("home", SLACK.home(False, 0)))
+    assert "More reviews wait for you" in text(slack("home", SLACK.home(True, 40)))
+    card_ = teams("home", TEAMS.home(False, 3))
+    opens = teams_t.executes(card_, "review_open")
+    assert [a["data"] for a in opens] == [{"campaign_id": f"C-{i:08d}"} for i in range(3)]
