@@ -152,9 +152,11 @@ class NotifyReviewer(ReviewEffect):
 
 @dataclass(frozen=True)
 class RefreshReviewCards(ReviewEffect):
-    """Update every review card of the campaign already sent to its current state."""
+    """Update the review cards of the campaign already sent to their current state: those of
+    ``reviewer`` only when set (a decision changes its item's reviewers' cards), else all."""
 
     kind: ClassVar[str] = "refresh_review_cards"
+    reviewer: str | None = None
 
 
 @dataclass(frozen=True)

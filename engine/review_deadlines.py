@@ -28,6 +28,7 @@ from engine.review_items import (
     close,
     decided,
     item_details,
+    refresh_for,
     reviewers_for,
     tally,
 )
@@ -165,7 +166,7 @@ def revoked(campaign: Campaign, item: ReviewItem, now: datetime) -> ReviewTransi
         return ReviewTransition(campaign)
     done = item.evolve(outcome="revoked")
     record = campaign_audit(campaign, "review_access_removed", SYSTEM_ACTOR, **item_details(item))
-    return ReviewTransition(campaign, (done,), (RefreshReviewCards(campaign.id),), (record,))
+    return ReviewTransition(campaign, (done,), tuple(refresh_for(campaign, (item,))), (record,))
 
 
 def summary(items: Sequence[ReviewItem]) -> dict[str, object]:

@@ -14,7 +14,13 @@ from typing import Literal
 
 from engine.approvers import first_eligible
 from engine.directory import DirectoryView
-from engine.effects import Effect, NotifyAdminsOfReview, NotifyReviewer, ReviewRemindAt
+from engine.effects import (
+    Effect,
+    NotifyAdminsOfReview,
+    NotifyReviewer,
+    RefreshReviewCards,
+    ReviewRemindAt,
+)
 from engine.policy import Policy, Resource
 from engine.policy_fields import Risk
 from engine.review_policy import NoDecision, ReviewPolicy
@@ -225,3 +231,10 @@ def close(
     audit = [*audit, campaign_audit(closed, "review_closed", actor, **tally(changed))]
     effects = [*effects, NotifyAdminsOfReview(campaign.id, template="review_summary")]
     return ReviewTransition(closed, changed, tuple(effects), tuple(audit))
+
+
+def refresh_for(campaign: Campaign, items: Iterable[ReviewItem]) -> list[Effect]:
+    """Refresh only the cards that show these items: one per reviewer of them (a campaign
+    of 10,000 items over 50 reviewers must not redraw 50 cards for every click)."""
+    reviewers = dict.fromkeys(r for item in items for r in item.reviewers)
+    return [RefreshReviewCards(campaign.id, reviewer=r) for r in reviewers]

@@ -24,7 +24,6 @@ from engine.directory import DirectoryView
 from engine.effects import (
     Effect,
     NotifyAdminsOfReview,
-    RefreshReviewCards,
     ReviewDueAt,
     RevokeReviewed,
 )
@@ -47,6 +46,7 @@ from engine.review_items import (
     close,
     decided,
     item_details,
+    refresh_for,
     reminders,
     tally,
     verdict_name,
@@ -208,7 +208,7 @@ def decide(
     if len(reason) > REASON_MAX:
         raise Refused(Refusal("reason_too_long", "reason", max=REASON_MAX))
     done = decided(item, verdict, reason, actor, now, campaign.kind, defaulted=False)
-    effects: list[Effect] = [RefreshReviewCards(campaign.id)]
+    effects: list[Effect] = refresh_for(campaign, (item,))
     if done.outcome == "revoking":
         effects.append(RevokeReviewed(campaign.id, index=item.index))
     if campaign.kind == "break_glass" and verdict == "revoke":
@@ -267,7 +267,7 @@ def keep_all(
         )
         for i in chosen
     ]
-    effects: list[Effect] = [RefreshReviewCards(campaign.id)]
+    effects: list[Effect] = refresh_for(campaign, chosen)
     if undecided_left - len(chosen) <= 0 and campaign.status == "open":
         return close(campaign, kept, effects, audit, now, actor)
     return ReviewTransition(campaign, kept, tuple(effects), tuple(audit))

@@ -76,7 +76,7 @@ SAMPLES: dict[str, Effect] = {
             due_at=DUE,
         ),
         NotifyReviewer("C-REVIEW1", reviewer="dora@example.com", nudge=True, due_at=DUE),
-        RefreshReviewCards("C-REVIEW1", due_at=DUE),
+        RefreshReviewCards("C-REVIEW1", reviewer="dora@example.com", due_at=DUE),
         NotifyAdminsOfReview("C-REVIEW1", template="review_held", index=3, due_at=DUE),
         RevokeReviewed("C-REVIEW1", index=7, due_at=DUE),
         ReviewRemindAt("C-REVIEW1", due_at=DUE),
