@@ -61,8 +61,11 @@ class ReviewNotifier:
 
     async def refresh_cards(self, job: OutboxItem[RefreshReviewCards]) -> None:
         campaign = await self.reviews.get(job.effect.campaign_id)
+        only = job.effect.reviewer
 
-        async def data_for(sent: SentMessage) -> dict[str, Any]:
+        async def data_for(sent: SentMessage) -> dict[str, Any] | None:
+            if only is not None and sent.recipient != only:
+                return None  # a card that does not show the changed items stays as it is
             return await self.views.card(campaign, sent.recipient)
 
         await self.delivery.refresh(campaign.id, REVIEW_CARDS, data_for)
