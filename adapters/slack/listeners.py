@@ -284,13 +284,14 @@ class Listeners:
             self._idle.clear()
             turn = Turn(args)
             try:
-                # Text that could not be stored would fail half-way through the action
-                # (its row or its audit event): refused before anyone is looked up.
-                if unstorable := unstorable_refusals(payloads.typed_text(turn.body)):
-                    raise Refused(*unstorable)
-                await run(turn)
-            except Refused as exc:  # unknown person, or the use case said no: say why
-                await refused(turn, exc)
+                try:
+                    # Text that could not be stored would fail half-way through the action
+                    # (its row or its audit event): refused before anyone is looked up.
+                    if unstorable := unstorable_refusals(payloads.typed_text(turn.body)):
+                        raise Refused(*unstorable)
+                    await run(turn)
+                except Refused as exc:  # unknown person, or the use case said no: say why
+                    await refused(turn, exc)  # which may be a Slack API call of its own
             except SlackApiError as exc:
                 # Slack said no to a call (an expired trigger, a rate limit, an outage): a
                 # fact about Slack, one line; the person still waiting hears to try again.

@@ -16,7 +16,7 @@ input it was typed in. Everywhere else a string that cannot be stored is junk.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl
@@ -24,14 +24,12 @@ from urllib.parse import parse_qsl
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 from slack_sdk.signature import SignatureVerifier
 
-from engine.text import storable
+from engine.text import Path, unstorable_path
 
 # How deep a payload may nest: Slack's go about eight levels (a view's state is six).
 _MAX_DEPTH = 32
 # A form body (a slash command) has about a dozen fields.
 _MAX_FORM_FIELDS = 100
-
-Path = tuple[str, ...]
 
 
 class Rejected(Exception):
@@ -165,32 +163,21 @@ def _kind(body: dict[str, Any]) -> str:
     )
 
 
-def _strings(node: Any, path: Path = ()) -> Iterator[tuple[Path, str]]:
-    """Every string in a payload (keys too), with where it is."""
-    stack: list[tuple[Any, Path]] = [(node, path)]
-    while stack:
-        value, where = stack.pop()
-        if len(where) > _MAX_DEPTH:
-            raise Rejected(400, "nested too deep")
-        if isinstance(value, str):
-            yield where, value
-        elif isinstance(value, dict):
-            for key, item in value.items():
-                yield (*where, "<key>"), key
-                stack.append((item, (*where, key)))
-        elif isinstance(value, list):
-            stack.extend((item, (*where, str(i))) for i, item in enumerate(value))
-
-
 def _check_strings(body: dict[str, Any], kind: str) -> None:
-    for path, text in _strings(body):
-        if not storable(text) and not _is_typed(path, kind):
-            raise Rejected(400, f"text that cannot be stored at {'.'.join(path)[:120]!r}")
+    try:
+        where = unstorable_path(body, lambda path: _is_typed(path, kind), _MAX_DEPTH)
+    except ValueError as exc:
+        raise Rejected(400, str(exc)) from None
+    if where is not None:
+        raise Rejected(400, f"text that cannot be stored at {'.'.join(where)[:120]!r}")
 
 
 # --- shapes ---------------------------------------------------------------------------------
 
-Id = Annotated[str, StringConstraints(min_length=1, max_length=255)]
+# Ids travel on in API calls: one word, no whitespace.
+Id = Annotated[str, StringConstraints(pattern=r"^\S+$", max_length=255)]
+# Where ``respond`` posts: it has to be a URL to post to.
+Url = Annotated[str, StringConstraints(pattern=r"^https?://[^\s/]+", max_length=2048)]
 
 
 class _Shape(BaseModel):
@@ -219,13 +206,18 @@ class _State(_Shape):
     values: dict[str, dict[str, _Input]]
 
 
+class _Block(_Shape):
+    block_id: str | None = None
+
+
 class _View(_Shape):
     id: Id
+    type: str  # bolt tells a workflow step's view by it
     hash: str
     callback_id: str
     private_metadata: str = ""
     state: _State
-    blocks: list[dict[str, Any]] = []
+    blocks: list[_Block] = []
 
 
 class _Action(_Shape):
@@ -238,12 +230,12 @@ class _Action(_Shape):
 
 
 class _ResponseUrl(_Shape):
-    response_url: str
+    response_url: Url
 
 
 class _Envelope(_Shape):
     # bolt keeps these for ``respond`` and opening modals.
-    response_url: str | None = None
+    response_url: Url | None = None
     response_urls: list[_ResponseUrl] | None = None
     trigger_id: str | None = None
 

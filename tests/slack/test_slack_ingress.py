@@ -129,11 +129,14 @@ def _malformed(world: SlackWorld) -> list[tuple[str, str]]:
         "team_id": "T0TEAM",
     }
     button = {"type": "button", "action_id": "approve", "block_id": "b", "value": "R-1:1"}
+    typed = {"value": {"type": "plain_text_input", "value": "because"}}
     view: dict[str, Any] = {
         "id": "V1",
+        "type": "modal",
         "hash": "h1",
         "callback_id": "request_form",
-        "state": {"values": {"justification": {"value": "not an object"}}},
+        "state": {"values": {"justification": typed}},
+        "blocks": [{"type": "input", "block_id": "justification"}],
     }
     submission = {**world.driver._base("view_submission", "U0ALICE"), "view": view}
     bodies = [
@@ -150,8 +153,13 @@ def _malformed(world: SlackWorld) -> list[tuple[str, str]]:
         _click_payload(world, {"id": "U0BOB"}, [{**button, "value": 12}]),
         _click_payload(world, {"id": "U0BOB"}, [{**button, "value": "R-\ud800"}]),
         _click_payload(world, {"id": "U0BOB"}, [button], response_url=7),
+        _click_payload(world, {"id": " "}, [button]),
+        # Found by the fuzz test: each raised in bolt or in a listener.
+        _click_payload(world, {"id": "U0BOB"}, [button], response_url="<@U0SAM> <!channel>"),
+        {**submission, "view": {k: v for k, v in view.items() if k != "type"}},
+        {**submission, "view": {**view, "blocks": [{"block_id": {"id": 5}}]}},
         _click_payload(world, {"id": "U0BOB"}, [button], enterprise=5),
-        submission,
+        {**submission, "view": {**view, "state": {"values": {"justification": "not an object"}}}},
         {**submission, "view": {**view, "state": {"values": []}}},
         {**submission, "view": {**view, "id": None}},
         {**submission, "view": "request_form"},
@@ -222,6 +230,18 @@ async def test_a_user_slack_does_not_know_is_answered_politely(
     status, _ = await slack.click_value("U0NOBODY", "approve", "R-1:1")
     assert status == 200
     assert "does not know who you are" in slack.fake.responses[-1]["text"]
+    _no_traceback(caplog)
+
+
+async def test_a_refusal_slack_will_not_show_is_one_warning_line(
+    slack: SlackWorld, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Neither Clearance nor Slack knows the user: the home tab saying so cannot be
+    # published either (found by the fuzz test: the refusal's own call raised).
+    status, _ = await slack.event({"type": "app_home_opened", "user": "U0NOBODY", "tab": "home"})
+    assert status == 200
+    failed = [r for r in caplog.records if "views.publish failed" in r.getMessage()]
+    assert len(failed) == 1 and "user_not_found" in failed[0].getMessage()
     _no_traceback(caplog)
 
 
