@@ -229,7 +229,13 @@ def close(
 ) -> ReviewTransition:
     closed = replace(campaign, status="closed", closed_at=now)
     audit = [*audit, campaign_audit(closed, "review_closed", actor, **tally(changed))]
-    effects = [*effects, NotifyAdminsOfReview(campaign.id, template="review_summary")]
+    # Every card of a closed campaign changes (it says so, its buttons go), not only those
+    # of the last items' reviewers: one refresh of them all replaces the narrower ones.
+    effects = [e for e in effects if not isinstance(e, RefreshReviewCards)]
+    effects += [
+        RefreshReviewCards(campaign.id),
+        NotifyAdminsOfReview(campaign.id, template="review_summary"),
+    ]
     return ReviewTransition(closed, changed, tuple(effects), tuple(audit))
 
 

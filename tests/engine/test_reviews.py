@@ -200,6 +200,15 @@ def test_the_last_decision_closes_the_campaign_and_tells_the_admins() -> None:
     assert NotifyAdminsOfReview("C-TEST", template="review_summary") in d.effects
 
 
+def test_the_decision_that_closes_a_campaign_redraws_every_card() -> None:
+    t = started(held("dan@x.com"), held("dora@x.com"))
+    assert [i.reviewers for i in t.items] == [("dora@x.com",), ("dan@x.com",)]
+    d = decide(t, 0, "dora@x.com", "keep", "on call", left=0)
+    # Dan's card shows nothing of Dora's item, but it must say the review closed too.
+    refreshes = [e for e in d.effects if isinstance(e, RefreshReviewCards)]
+    assert refreshes == [RefreshReviewCards("C-TEST")]
+
+
 def test_keep_all_keeps_only_low_and_medium_risk() -> None:
     t = started(held("alice@x.com"), held("alice@x.com", "wiki"), held("bob@x.com", "wiki"))
     k = reviews.keep_all(t.campaign, t.items, "dora@x.com", T0, POLICY, undecided_left=3)

@@ -60,7 +60,7 @@ def test_a_card_offers_keep_and_revoke_per_item_carrying_only_ids() -> None:
     assert all(b["text"]["text"] == "Revoke…" for b in revokes)
     shown = text(message)
     for expected in (
-        "*0 of 4* of your items decided · the whole review: 0 of 5",
+        "*0 of 4* of your items decided",
         "<@U0CAROL> (carol@example.com)",
         "Member of S0DBADMIN without a Clearance grant",
         "Clearance grant R-3, approved by <@U0BOB>, <@U0DORA> · since <!date^",
