@@ -2,8 +2,9 @@
 refusal as Teams' error (the invoke's answer for a card action, a card for a message),
 so handlers only parse, call and render.
 
-The route checked the Bot Framework token; the actor is the activity's sender
-(``from.aadObjectId`` / ``from.id``), never a value carried in a card.
+The route checked the Bot Framework token and the activity's shape; the actor is the
+activity's sender (``from.aadObjectId`` / ``from.id``), never a value carried in a card.
+Typed text that cannot be stored is refused before the sender is looked up.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from botbuilder.core import InvokeResponse, TurnContext
 from botbuilder.core.teams import TeamsInfo
 
 from adapters.teams.activities import card_activity, message_response
+from adapters.teams.payloads import typed_text
 from bot.usecases import Clearance
 from engine.directory import Person
 from engine.refusals import Refused
+from engine.text import unstorable_refusals
 from message_templates import refusal_text, render_json
 
 log = logging.getLogger(__name__)
@@ -43,7 +46,12 @@ class Senders:
         self.clearance = clearance
 
     async def person(self, ctx: TurnContext) -> Person:
-        """The directory person behind the verified sender: by Teams id, else roster email."""
+        """The directory person behind the verified sender: by Teams id, else roster email.
+        Refuses first what they typed when it cannot be stored: it would fail half-way
+        through the action (its row or its audit event)."""
+        activity = ctx.activity
+        if unstorable := unstorable_refusals(typed_text(activity.text, activity.value)):
+            raise Refused(*unstorable)
         sender = ctx.activity.from_property
         aad_id = (sender.aad_object_id if sender else None) or None
         user_id = (sender.id if sender else None) or ""

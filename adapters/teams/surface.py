@@ -20,14 +20,15 @@ from aiohttp import web
 from botbuilder.core import InvokeResponse, TurnContext, serializer_helper
 from botbuilder.core.teams import TeamsActivityHandler
 from botbuilder.integration.aiohttp import CloudAdapter
-from botbuilder.schema import Activity
+from botbuilder.schema import Activity, ActivityTypes
 from botframework.connector.auth import BotFrameworkAuthentication
 from msrest.serialization import Model
 
 from adapters.teams.activities import channel_of, conversation_of, is_personal, tenant_of
 from adapters.teams.card_actions import CardActions
 from adapters.teams.cards import Cards, Message
-from adapters.teams.middleware import Senders
+from adapters.teams.middleware import Senders, refused_response
+from adapters.teams.payloads import Malformed, check
 from bot.admin_commands import AdminCommands
 from bot.chat_records import TeamsConversationStore
 from bot.ingress import Ingress
@@ -36,6 +37,7 @@ from bot.review_ingress import ReviewIngress
 from bot.usecases import Clearance
 from engine.chat_records import PERSONAL
 from engine.directory import Person
+from engine.refusals import Refusal, Refused
 from message_templates import render_json
 
 log = logging.getLogger(__name__)
@@ -170,15 +172,19 @@ class TeamsSurface:
         self.authenticated = authenticated
         self.tenant_id = tenant_id
         self.adapter = CloudAdapter(auth)
+        self.adapter.on_turn_error = self.turn_failed
 
     async def handle(self, request: web.Request) -> web.Response:
         """aiohttp route for ``/api/messages`` (every activity Teams sends the bot)."""
         try:
             body = await request.json()
+            # The shape first: botbuilder reads ids and the serviceUrl without asking.
+            check(body)
             activity = Activity().deserialize(body)
-        except Exception:  # not JSON, or not an activity
+        except Malformed as exc:
+            log.info("Teams request refused (400): %s", exc)
             return web.Response(status=HTTPStatus.BAD_REQUEST)
-        if not isinstance(body, dict) or not activity.type:
+        except Exception:  # not JSON (nor UTF-8), or msrest could not read a field
             return web.Response(status=HTTPStatus.BAD_REQUEST)
         header = request.headers.get("Authorization", "") if self.authenticated else ""
         try:
@@ -197,3 +203,22 @@ class TeamsSurface:
         # Models are serialized here, once; plain dicts (a text answer) go out as they are.
         payload = serializer_helper(invoke.body) if isinstance(invoke.body, Model) else invoke.body
         return web.json_response(payload, status=invoke.status or HTTPStatus.OK)
+
+    async def turn_failed(self, ctx: TurnContext, error: Exception) -> None:
+        """A turn that raised (a reply that could not be sent, a database that failed): one
+        line in the log, the traceback only at DEBUG, and an answer all the same. A 5xx
+        would make the channel deliver the activity again and repeat what did happen; a
+        button press gets told to try again, as that answer is the HTTP response."""
+        activity = ctx.activity
+        what = (str(error).splitlines() or [""])[0][:200]
+        log.warning(
+            "Teams turn failed (%s %s): %s: %s",
+            activity.type,
+            activity.name or activity.id or "",
+            type(error).__name__,
+            what,
+            exc_info=log.isEnabledFor(logging.DEBUG),
+        )
+        if activity.type == ActivityTypes.invoke:
+            answer = refused_response(Refused(Refusal("try_again")))
+            await ctx.send_activity(Activity(type=ActivityTypes.invoke_response, value=answer))
