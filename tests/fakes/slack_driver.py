@@ -222,6 +222,16 @@ class SlackDriver:
         """Submit a modal with ``values`` by block id (selects, text inputs and checkboxes:
         "true" ticks a checkbox's first option). ``forged`` adds state entries for inputs
         the modal does not have, as a crafted payload would."""
+        return await self.interactive(self.submission(user_id, view, values, forged), **kw)
+
+    def submission(
+        self,
+        user_id: str,
+        view: dict[str, Any],
+        values: dict[str, str],
+        forged: dict[str, dict[str, Any]] | None = None,
+    ) -> dict[str, Any]:
+        """The view_submission payload ``submit`` sends."""
         state: dict[str, Any] = {}
         for block in view.get("blocks", []):
             block_id = block.get("block_id")
@@ -237,12 +247,11 @@ class SlackDriver:
                 entry = {"type": "plain_text_input", "value": values[block_id]}
             state[block_id] = {"value": entry}
         state.update({block_id: {"value": entry} for block_id, entry in (forged or {}).items()})
-        payload = {
+        return {
             **self._base("view_submission", user_id),
             "view": {**view, "state": {"values": state}},
             "response_urls": [],
         }
-        return await self.interactive(payload, **kw)
 
     async def event(
         self, event: dict[str, Any], event_id: str | None = None, **kw: Any
