@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import IO
+from urllib.parse import quote
 
 from bot.settings import Settings
 
@@ -67,16 +68,24 @@ class _Redacting(logging.Formatter):
     def __init__(self, inner: logging.Formatter, secrets: set[str]) -> None:
         super().__init__()
         self.inner = inner
-        self.secrets = secrets
+        self.secrets = secrets  # shared: secrets known later (the policy's) are added to it
+        self._forms: tuple[frozenset[str], list[str]] = (frozenset(), [])
+
+    def forms(self) -> list[str]:
+        """Each secret also as it appears inside a JSON string and percent-encoded in a URL
+        (a DSN in a driver's error); longest first, so a secret that contains another is
+        masked whole."""
+        known = frozenset(self.secrets)
+        if known != self._forms[0]:
+            found = {f for s in known for f in (s, json.dumps(s)[1:-1], quote(s, safe=""))}
+            self._forms = (known, sorted(found, key=len, reverse=True))
+        return self._forms[1]
 
     def format(self, record: logging.LogRecord) -> str:
         text = self.inner.format(record)
-        for secret in self.secrets:
-            if secret in text:
-                text = text.replace(secret, _MASK)
-            escaped = json.dumps(secret)[1:-1]  # as it appears inside a JSON string
-            if escaped != secret and escaped in text:
-                text = text.replace(escaped, _MASK)
+        for form in self.forms():
+            if form in text:
+                text = text.replace(form, _MASK)
         return text
 
 

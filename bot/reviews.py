@@ -375,7 +375,7 @@ class Reviews:
                 continue
             await self._settle(transition)
             return transition
-        raise Refused(Refusal("busy", what="request"))
+        raise Refused(Refusal("busy", what="review"))
 
     async def _settle(self, transition: ReviewTransition) -> None:
         """Two reviewers deciding the last two items at once each saw one left: whoever

@@ -259,7 +259,7 @@ class ReviewStore:
         if outcomes is not None:
             query = query.where(col(ReviewItemRow.outcome).in_(list(outcomes)))
         if reviewer is not None:
-            query = query.where(col(ReviewItemRow.reviewers).contains(json.dumps(reviewer)))
+            query = query.where(col(ReviewItemRow.reviewers).contains(json.dumps(reviewer), autoescape=True))
         if limit is not None:
             query = query.limit(limit)
         async with self.database.transaction() as session:
@@ -292,7 +292,7 @@ class ReviewStore:
             .where(
                 col(ReviewCampaignRow.status) != "closed",
                 col(ReviewItemRow.outcome) == "undecided",
-                col(ReviewItemRow.reviewers).contains(json.dumps(reviewer)),
+                col(ReviewItemRow.reviewers).contains(json.dumps(reviewer), autoescape=True),
             )
             .group_by(col(ReviewCampaignRow.id))
             .order_by(col(ReviewCampaignRow.due_at))

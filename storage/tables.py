@@ -222,6 +222,14 @@ class ReviewCampaignRow(SQLModel, table=True):
             sqlite_where=sa.text("status != 'closed' AND kind = 'campaign'"),
             postgresql_where=sa.text("status != 'closed' AND kind = 'campaign'"),
         ),
+        # One break-glass review per request, however many replicas open it at once.
+        sa.Index(
+            "uq_review_campaigns_request",
+            "request_id",
+            unique=True,
+            sqlite_where=sa.text("request_id IS NOT NULL"),
+            postgresql_where=sa.text("request_id IS NOT NULL"),
+        ),
     )
 
     id: str = Field(primary_key=True, max_length=40)
@@ -236,7 +244,7 @@ class ReviewCampaignRow(SQLModel, table=True):
     max_revocations: int
     escalated: bool = False
     closed_at: datetime | None = _ts()
-    request_id: str | None = Field(default=None, index=True, max_length=32)
+    request_id: str | None = Field(default=None, max_length=32)
     version: int = 1
 
 

@@ -21,6 +21,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from adapters.slack.listeners import Listeners, Turn, error_message
 from adapters.slack.payloads import Rejected
 from bot.admin_commands import AdminCommands
+from bot.button_values import id_and_number
 from bot.forms import FORM_FIELDS, break_glass_on, request_form
 from bot.home import home_data
 from bot.ingress import Ingress, MessageRef, PrefilledForm
@@ -45,19 +46,15 @@ def _value(state: dict[str, Any], block: str) -> str:
     return str(entry.get("value") or "")
 
 
-def _stage_token(value: str) -> tuple[str, int | None]:
-    request_id, _, stage = value.partition(":")
-    return request_id, int(stage) if stage.isdigit() else None
-
-
 def _item_token(value: str) -> tuple[str, int]:
     """A review button's value, ``<campaign>:<index>`` (-1, an item no campaign has, when
     the value is not one: the use case refuses it)."""
-    campaign_id, _, index = value.partition(":")
-    return campaign_id, int(index) if index.isdigit() else -1
+    campaign_id, index = id_and_number(value)
+    return campaign_id, -1 if index is None else index
 
 
-def _review_form_errors(exc: Refused, view: dict[str, Any]) -> dict[str, str]:
+def _reason_errors(exc: Refused, view: dict[str, Any]) -> dict[str, str]:
+    """A deny or review reason form has one input: every refusal shows under it."""
     return {"reason": refusal_text(exc)}
 
 
@@ -66,10 +63,6 @@ def _request_form_errors(exc: Refused, view: dict[str, Any]) -> dict[str, str]:
     blocks = {b["block_id"] for b in view.get("blocks", []) if b.get("block_id")}
     fallback = "justification" if "justification" in blocks else "resource"
     return field_errors(exc, blocks, fallback)
-
-
-def _deny_form_errors(exc: Refused, view: dict[str, Any]) -> dict[str, str]:
-    return {"reason": refusal_text(exc)}
 
 
 async def _home_tab(turn: Turn) -> bool:
@@ -128,7 +121,7 @@ class SlackSurface:
         on.view("request_form", self.on_request_submitted, _request_form_errors)
         on.action("approve", self.on_approve)
         on.action_for_anyone("deny", self.on_deny_clicked)
-        on.view("deny_form", self.on_deny_submitted, _deny_form_errors)
+        on.view("deny_form", self.on_deny_submitted, _reason_errors)
         on.action("cancel", self.on_cancel)
         on.action("done", self.on_done)
         on.action("extend", self.on_extend)
@@ -137,7 +130,7 @@ class SlackSurface:
         on.action("review_keep", self.on_review_keep)
         on.action("review_revoke", self.on_review_revoke)
         on.action("review_keep_all", self.on_review_keep_all)
-        on.view("review_reason", self.on_review_reason, _review_form_errors)
+        on.view("review_reason", self.on_review_reason, _reason_errors)
         on.event("app_home_opened", self.on_home_opened, self._home_refused, when=_home_tab)
         on.event("app_mention", self.on_mention, self._mention_refused, when=self._first_time)
 
@@ -198,11 +191,11 @@ class SlackSurface:
     # --- decisions on a card ------------------------------------------------------------
 
     async def on_approve(self, person: Person, turn: Turn) -> None:
-        request_id, stage = _stage_token(turn.value)
+        request_id, stage = id_and_number(turn.value)
         await self.clearance.decide(request_id, person.email, "approve", expected_stage=stage)
 
     async def on_deny_clicked(self, turn: Turn) -> None:
-        request_id, _stage = _stage_token(turn.value)
+        request_id, _stage = id_and_number(turn.value)
         request = await self.clearance.get(request_id)
         data = {"r": await self.notifier.view(request, None), "private_metadata": turn.value}
         await self.client.views_open(
@@ -210,7 +203,7 @@ class SlackSurface:
         )
 
     async def on_deny_submitted(self, person: Person, turn: Turn) -> None:
-        request_id, stage = _stage_token(turn.view.get("private_metadata", ""))
+        request_id, stage = id_and_number(turn.view.get("private_metadata", ""))
         reason = _value(turn.view["state"]["values"], "reason")
         await self.clearance.decide(request_id, person.email, "deny", reason, expected_stage=stage)
 

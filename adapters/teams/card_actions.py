@@ -18,6 +18,7 @@ from botbuilder.core import InvokeResponse, TurnContext
 from adapters.teams.activities import card_activity, card_response, message_response, replied_to
 from adapters.teams.cards import Cards
 from adapters.teams.middleware import Senders
+from bot.button_values import small_number
 from bot.forms import FORM_FIELDS, break_glass_on
 from bot.ingress import Extended, Ingress
 from bot.notifier import LIVE_TEMPLATES
@@ -45,7 +46,7 @@ def _number(data: dict[str, Any], key: str) -> int | None:
     value = data.get(key)
     if isinstance(value, int) and not isinstance(value, bool):
         return value
-    return int(value) if isinstance(value, str) and value.isdigit() else None
+    return small_number(value) if isinstance(value, str) else None
 
 
 def _stage(data: dict[str, Any]) -> int | None:

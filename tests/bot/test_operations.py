@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import pytest
@@ -269,6 +270,28 @@ def test_json_log_lines_carry_the_context_and_never_a_secret() -> None:
     assert "actor" not in lines[3]  # the context ends with its block
     assert secret not in out.getvalue() and password not in out.getvalue()
     assert "***" in lines[1]["message"] and "***" in lines[2]["exception"]
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_a_secret_is_masked_whole_encoded_and_when_learnt_later() -> None:
+    password = "p@ss/word:with%signs"
+    settings = Settings(
+        slack_bot_token="xoxb-short",  # a secret inside a longer one is masked whole
+        slack_signing_secret="xoxb-short-and-longer-signing",
+        database_url=f"postgresql+psycopg://app:{quote(password, safe='')}@db/clearance",
+    )
+    out = io.StringIO()
+    logs.configure(settings, out)
+    log = logging.getLogger("clearance.test")
+    log.warning("dsn %s", settings.database_url)  # the password percent-encoded
+    log.warning("signing %s", "xoxb-short-and-longer-signing")
+    logs.add_secrets(["ldap-bind-secret-from-policy"])
+    log.warning("bind %s", "ldap-bind-secret-from-policy")
+    text = out.getvalue()
+    assert quote(password, safe="") not in text and password not in text
+    assert "and-longer" not in text and "xoxb-short" not in text
+    assert "ldap-bind-secret-from-policy" not in text
+    assert text.count("***") == 3
 
 
 @pytest.mark.usefixtures("restore_logging")

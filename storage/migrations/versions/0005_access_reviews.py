@@ -37,7 +37,14 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_index("ix_review_campaigns_status", "review_campaigns", ["status"])
-    op.create_index("ix_review_campaigns_request_id", "review_campaigns", ["request_id"])
+    op.create_index(
+        "uq_review_campaigns_request",
+        "review_campaigns",
+        ["request_id"],
+        unique=True,
+        sqlite_where=sa.text("request_id IS NOT NULL"),
+        postgresql_where=sa.text("request_id IS NOT NULL"),
+    )
     op.create_index(
         "uq_review_campaigns_open",
         "review_campaigns",
@@ -80,6 +87,6 @@ def downgrade() -> None:
     op.drop_index("ix_review_items_outcome", table_name="review_items")
     op.drop_table("review_items")
     op.drop_index("uq_review_campaigns_open", table_name="review_campaigns")
-    op.drop_index("ix_review_campaigns_request_id", table_name="review_campaigns")
+    op.drop_index("uq_review_campaigns_request", table_name="review_campaigns")
     op.drop_index("ix_review_campaigns_status", table_name="review_campaigns")
     op.drop_table("review_campaigns")
