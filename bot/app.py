@@ -534,6 +534,7 @@ async def serve(
         max_instances=1,
     )
     schedule_drift_check(scheduler, components)
+    schedule_review_cadence(scheduler, components)
     scheduler.start()
     dispatcher_task = asyncio.create_task(
         components.dispatcher.run(stop, interval=settings.clearance_tick_seconds * 5)

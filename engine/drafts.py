@@ -106,9 +106,7 @@ def _justification_problems(
             Refusal("justification_too_short", "justification", min=rule.min_length, length=length)
         )
     elif length > (limit := min(rule.max_length, JUSTIFICATION_HARD_LIMIT)):
-        found.append(
-            Refusal("justification_too_long", "justification", max=limit, length=length)
-        )
+        found.append(Refusal("justification_too_long", "justification", max=limit, length=length))
     if rule.ticket is not None:
         if ticket is None:
             found.append(

@@ -25,9 +25,7 @@ NOT_IN_DIRECTORY = "not found in the directory"
 INACTIVE = "inactive in the directory"
 
 
-def may_request(
-    requester: str, resource: Resource, directory: DirectoryView
-) -> Refusal | None:
+def may_request(requester: str, resource: Resource, directory: DirectoryView) -> Refusal | None:
     """Why this person may not request this resource, or None when they may."""
     person = directory.person(requester)
     if person is None:

@@ -244,4 +244,3 @@ def load_policy(
             [PolicyProblem(str(p), 1, f"cannot read the file: {exc.strerror}")]
         ) from None
     return parse_policy(raw, str(p), checks)
-

@@ -22,10 +22,10 @@ class Refusal:
         self.params: Mapping[str, Any] = params
 
     def __eq__(self, other: object) -> bool:
-        return (
-            isinstance(other, Refusal)
-            and (self.code, self.field, dict(self.params))
-            == (other.code, other.field, dict(other.params))
+        return isinstance(other, Refusal) and (self.code, self.field, dict(self.params)) == (
+            other.code,
+            other.field,
+            dict(other.params),
         )
 
     def __hash__(self) -> int:

@@ -104,9 +104,7 @@ class Flow:
 
     async def grant(self, request: AccessRequest) -> AccessRequest:
         version = self.policy.version
-        request = await self.save(
-            access.provisioning_started(request, self.clock.now(), version)
-        )
+        request = await self.save(access.provisioning_started(request, self.clock.now(), version))
         resource = self.policy.resource(request.resource_id)
         assert resource is not None
         return await self.save(
