@@ -12,8 +12,9 @@ from engine.policy_loading import PolicyError
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from bot import logs
-    from bot.app import build, serve, serve_problems
+    from bot.app import build
     from bot.config_errors import ConfigurationError
+    from bot.server import serve, serve_problems
 
     settings = settings_from(args)
     logs.configure(settings)

@@ -34,7 +34,8 @@ import pytest
 from aiohttp.test_utils import TestServer
 from sqlalchemy import func, select
 
-from bot.app import Components, build, start, web_app
+from bot.app import Components, build, start
+from bot.server import web_app
 from engine.policy_loading import load_policy
 from storage.tables import AuditRow, OutboxRow, RequestRow
 from tests.conftest import EXAMPLE_POLICY

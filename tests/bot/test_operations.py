@@ -24,7 +24,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, text
 
 from bot import logs
-from bot.app import Components, build, serve, web_app
+from bot.app import Components, build
+from bot.server import serve, web_app
 from bot.settings import Settings
 from engine.access_request import Status
 from engine.drafts import RequestDraft

@@ -18,8 +18,9 @@ import pytest
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import select
 
-from bot.app import Components, build, schedule_drift_check, start
+from bot.app import Components, build, start
 from bot.reconcile import DriftRun
+from bot.server import schedule_drift_check
 from bot.settings import Settings
 from engine.access_request import Status
 from engine.audit import AuditEvent, verify_chain

@@ -9,7 +9,7 @@ from datetime import timedelta
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from bot.app import REVIEW_CADENCE_SECONDS, schedule_review_cadence
+from bot.server import REVIEW_CADENCE_SECONDS, schedule_review_cadence
 from engine.transitions import SYSTEM_ACTOR
 from tests.reviews.conftest import ReviewWorld, member, replica
 

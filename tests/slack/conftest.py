@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestServer
 
-from bot.app import Components, build, start, web_app
+from bot.app import Components, build, start
+from bot.server import web_app
 from bot.settings import Settings
 from engine.policy_loading import load_policy
 from tests.conftest import EXAMPLE_POLICY

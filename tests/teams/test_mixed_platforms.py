@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestServer
 
-from bot.app import Components, build, start, web_app
+from bot.app import Components, build, start
+from bot.server import web_app
 from engine.access_request import Status
 from engine.policy_loading import load_policy
 from tests.fakes.clock import ManualClock

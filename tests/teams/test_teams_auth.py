@@ -13,7 +13,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import func, select
 
-from bot.app import build, warn_about_teams, web_app
+from bot.app import build
+from bot.server import warn_about_teams, web_app
 from engine.access_request import Status
 from storage.tables import (
     AuditRow,
