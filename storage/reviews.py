@@ -259,7 +259,9 @@ class ReviewStore:
         if outcomes is not None:
             query = query.where(col(ReviewItemRow.outcome).in_(list(outcomes)))
         if reviewer is not None:
-            query = query.where(col(ReviewItemRow.reviewers).contains(json.dumps(reviewer), autoescape=True))
+            query = query.where(
+                col(ReviewItemRow.reviewers).contains(json.dumps(reviewer), autoescape=True)
+            )
         if limit is not None:
             query = query.limit(limit)
         async with self.database.transaction() as session:
