@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -103,6 +104,33 @@ async def world(
     await components.close()
 
 
+def _freeze(server: Server, components: Components) -> None:
+    """SIGSTOP the server, but not in the middle of a SQLite transaction: frozen there it
+    would hold the database's one write lock and nobody could write until it thawed (a
+    test artifact; PostgreSQL locks rows, not the database)."""
+    assert server.process is not None
+    database = components.database
+    for _ in range(100):
+        os.kill(server.process.pid, signal.SIGSTOP)
+        if not database.is_sqlite or _sqlite_writable(str(database.url.database)):
+            return
+        os.kill(server.process.pid, signal.SIGCONT)
+        time.sleep(0.02)
+    raise AssertionError("the server never paused outside a transaction")
+
+
+def _sqlite_writable(path: str) -> bool:
+    conn = sqlite3.connect(path, timeout=0.5, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("ROLLBACK")
+        return True
+    except sqlite3.OperationalError:
+        return False
+    finally:
+        conn.close()
+
+
 async def _wait_until(check: object, limit: float, what: str) -> float:
     started = time.monotonic()
     while time.monotonic() - started < limit:
@@ -142,7 +170,7 @@ async def test_killed_between_approval_and_provisioning(
     server, components, slapd = world
     server.start()
     assert server.process is not None
-    os.kill(server.process.pid, signal.SIGSTOP)  # frozen: approvals land, nothing is granted
+    _freeze(server, components)  # frozen: approvals land, nothing is granted
     ids = []
     for user in USERS:
         request = await components.clearance.submit(
