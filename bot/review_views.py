@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any, cast
 
 from bot.presentation import RISK_EMOJI, person_view, request_view
+from bot.review_reports import campaign_view as report_view
 from bot.reviews import HISTORY, Reviews
 from engine.directory import Person
 from engine.policy import Policy
@@ -45,32 +46,16 @@ def _ts(value: datetime | None) -> int | None:
 
 
 def campaign_view(campaign: Campaign, counts: Mapping[str, int], now: datetime) -> dict[str, Any]:
-    """One campaign and how far it got. ``counts`` is items per outcome
-    (``ReviewStore.progress``); decided counts every item with a verdict that does not
-    wait for an admin (held)."""
-    total = sum(counts.values())
-    undecided = counts.get("undecided", 0)
-    held = counts.get("held", 0)
+    """One campaign and how far it got, as the chat messages show it: the figures of
+    ``review_reports.campaign_view`` plus what the cards need (a Revoke counts as revoked
+    as soon as it is decided; its removal is the campaign's business, not the card's)."""
     return {
-        "campaign": campaign.id,
-        "review": campaign.review_id,
-        "kind": campaign.kind,
+        **report_view(campaign, dict(counts), now),
         "break_glass": campaign.kind == "break_glass",
-        "status": campaign.status,
         "is_open": campaign.is_open,
         "request_id": campaign.request_id or "",
-        "started_by": campaign.started_by,
-        "started_ts": _ts(campaign.started_at),
-        "due_ts": _ts(campaign.due_at),
-        "closed_ts": _ts(campaign.closed_at),
-        "overdue": campaign.is_open and now >= campaign.due_at,
-        "escalated": campaign.escalated,
         "on_no_decision": campaign.on_no_decision,
         "max_revocations": campaign.max_revocations,
-        "total": total,
-        "decided": total - undecided - held,
-        "undecided": undecided,
-        "held": held,
         "revoked": counts.get("revoked", 0) + counts.get("revoking", 0),
         "kept": counts.get("kept", 0),
     }
