@@ -335,16 +335,7 @@ class Reviews:
             raise Permanent(
                 f"{request.resource_id} no longer allows break-glass; review it by hand"
             )
-        access = HeldAccess(
-            principal=request.principal,
-            resource_id=request.resource_id,
-            connector=request.connector,
-            group=request.target_group,
-            holding="grant",
-            request_id=request.id,
-            since=request.granted_at,
-            justification=request.justification,
-        )
+        access = HeldAccess.of_grant(request)
         directory = await self._directory(None, policy, (access,))
         transition = reviews.start_break_glass(
             access,

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Literal
 
+from engine.access_request import AccessRequest
 from engine.approvers import first_eligible
 from engine.directory import DirectoryView
 from engine.effects import (
@@ -53,6 +54,20 @@ class HeldAccess:
     approvers: tuple[str, ...] = ()
     justification: str = ""
     requests_90d: int = 0
+
+    @classmethod
+    def of_grant(cls, request: AccessRequest) -> HeldAccess:
+        """A request's own grant as the item of its break-glass review."""
+        return cls(
+            principal=request.principal,
+            resource_id=request.resource_id,
+            connector=request.connector,
+            group=request.target_group,
+            holding="grant",
+            request_id=request.id,
+            since=request.granted_at,
+            justification=request.justification,
+        )
 
 
 @dataclass(frozen=True)

@@ -145,16 +145,7 @@ def break_glass(data: TemplateData, hostile: bool) -> tuple[Reviewed, dict[str, 
     request = world.requests["break_glass_active"]
     if hostile:
         request = data.worst(request)
-    access = HeldAccess(
-        principal=request.principal,
-        resource_id=request.resource_id,
-        connector=request.connector,
-        group=request.target_group,
-        holding="grant",
-        request_id=request.id,
-        since=request.granted_at,
-        justification=request.justification,
-    )
+    access = HeldAccess.of_grant(request)
     transition = reviews.start_break_glass(
         access, world.policy, world.directory, T0, "C-BREAKGLS", timedelta(hours=24)
     )
