@@ -19,12 +19,13 @@ from bot.policy_source import PolicySource
 from engine import access, lifecycle
 from engine.access_request import AccessRequest, Outcome
 from engine.approvers import Explanation, explain
-from engine.directory import DirectorySnapshot, Person, lookups_for
+from engine.directory import DirectorySnapshot, Person, lookups_for, workload_person
 from engine.drafts import RequestDraft
 from engine.policy import Policy, Resource
 from engine.ports import Directory
 from engine.refusals import Refusal, Refused
 from engine.transitions import AuditRecord, Transition
+from engine.workload_policy import is_workload, workload_id
 from storage.audit_log import AuditLog
 from storage.locks import NamedLocks
 from storage.repository import StaleRequest, Store
@@ -50,6 +51,11 @@ async def snapshot_for(
 
     async def fetch(email: str) -> None:
         email = email.lower()
+        if is_workload(email):
+            # A workload is known from the policy, not the directory.
+            if (workload := policy.workload(workload_id(email))) is not None:
+                people[email] = workload_person(workload)
+            return
         if email not in people:
             person = await directory.person(email)
             if person is not None:

@@ -133,6 +133,7 @@ def resolve_stage(
     directory: DirectoryView,
     approved_elsewhere: Iterable[str],
     now: datetime,
+    principal: str | None = None,
 ) -> StageState | None:
     """The live approvers of stage ``index``; admins stand in when the rules leave nobody.
 
@@ -144,7 +145,9 @@ def resolve_stage(
     eligible: list[str] = []
     excluded: list[Exclusion] = []
     for cand in found:
-        reason = exclusion_reason(cand.email, requester, policy, directory, prior, resource)
+        reason = exclusion_reason(
+            cand.email, requester, policy, directory, prior, resource, principal
+        )
         if reason is None:
             eligible.append(cand.email)
         else:
@@ -158,7 +161,9 @@ def resolve_stage(
         for admin in policy.admins.users:
             if admin in eligible or any(e.email == admin for e in excluded):
                 continue
-            reason = exclusion_reason(admin, requester, policy, directory, prior, resource)
+            reason = exclusion_reason(
+                admin, requester, policy, directory, prior, resource, principal
+            )
             if reason is None:
                 eligible.append(admin)
             else:

@@ -12,6 +12,7 @@ from typing import Protocol
 
 from engine.policy import Policy, Resource
 from engine.rules import Group, Manager, User
+from engine.workload_policy import WorkloadPolicy
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,13 @@ class DirectorySnapshot:
 
     def members(self, group: str) -> tuple[str, ...] | None:
         return self.groups.get(group)
+
+
+def workload_person(workload: WorkloadPolicy) -> Person:
+    """A workload's place in a directory view: its "manager" is its owner, so a ``manager``
+    stage asks the owner (and ``manager:2`` the owner's manager). It has no chat identity,
+    so it can never be asked to approve anything."""
+    return Person(email=workload.identity, name=f"workload {workload.id}", manager=workload.owner)
 
 
 def snapshot_from_policy(policy: Policy) -> DirectorySnapshot:

@@ -9,7 +9,7 @@ from datetime import timedelta
 from engine.access_request import PrincipalKind
 from engine.directory import DirectoryView
 from engine.durations import DurationError, format_duration, parse_duration
-from engine.eligibility import may_request
+from engine.eligibility import may_act_for, may_request
 from engine.policy import JUSTIFICATION_HARD_LIMIT, Policy, Resource
 from engine.refusals import Refusal, Refused
 
@@ -52,8 +52,9 @@ def validate_draft(draft: RequestDraft, policy: Policy, directory: DirectoryView
     refusals: list[Refusal] = []
     if (why := may_request(requester, resource, directory)) is not None:
         refusals.append(Refusal("not_allowed", "resource", why=why))
-    if (draft.principal or requester).lower() != requester:
-        refusals.append(Refusal("principal_not_allowed", "principal"))
+    principal = (draft.principal or requester).lower()
+    if (why_not := may_act_for(requester, principal, resource, policy)) is not None:
+        refusals.append(why_not)
     duration = _duration(draft, resource, refusals)
     justification = draft.justification.strip()
     ticket = (draft.ticket or "").strip() or None

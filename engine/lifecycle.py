@@ -179,7 +179,9 @@ def _start_stage(
     effects: list[Effect],
 ) -> Transition:
     prior = {d.approver for d in request.decisions if d.outcome == "approve"}
-    state = resolve_stage(index, request.requester, resource, policy, directory, prior, now)
+    state = resolve_stage(
+        index, request.requester, resource, policy, directory, prior, now, request.principal
+    )
     if state is None:
         label = resource.approval[index].label(index)
         failure = f"nobody can approve {label}: its rules and the admins leave no eligible approver"

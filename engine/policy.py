@@ -15,13 +15,21 @@ from datetime import timedelta
 from functools import cached_property
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from engine.durations import DurationError, format_duration, parse_duration
 from engine.policy_fields import RISK_ORDER, Risk
 from engine.policy_fields import StrictModel as _Strict
 from engine.policy_fields import as_duration as _duration
 from engine.review_policy import ReviewPolicy
+from engine.workload_policy import ApiConfig, WorkloadPolicy
 from engine.rules import (
     ApproverRule,
     Group,
@@ -266,6 +274,8 @@ class Resource(_Strict):
     # People who hold the group outside Clearance (service accounts, break-fix admins):
     # drift reconciliation neither reports nor removes them.
     baseline_members: tuple[str, ...] = ()
+    # Service accounts a person may ask for this resource on behalf of (the card shows both).
+    on_behalf: tuple[str, ...] = ()
 
     @model_validator(mode="before")
     @classmethod
@@ -311,12 +321,13 @@ class Resource(_Strict):
         """How long a stage waits before its approvers are reminded."""
         return self.nudge_after if self.nudge_after is not None else self.pending_timeout / 2
 
-    @field_validator("baseline_members")
+    @field_validator("baseline_members", "on_behalf")
     @classmethod
-    def _lower_baseline(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+    def _lower_emails(cls, v: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        role = "baseline member" if info.field_name == "baseline_members" else "on_behalf entry"
         for member in v:
             if not is_email(member):
-                raise ValueError(f"baseline member '{member}' is not an email address")
+                raise ValueError(f"{role} '{member}' is not an email address")
         return tuple(m.lower() for m in v)
 
     @field_validator("owners", mode="before")
@@ -342,6 +353,8 @@ class PolicyDocument(_Strict):
     connectors: dict[str, ConnectorConfig] = Field(default_factory=dict)
     resources: tuple[Resource, ...]
     reviews: tuple[ReviewPolicy, ...] = ()
+    workloads: tuple[WorkloadPolicy, ...] = ()
+    api: ApiConfig = ApiConfig()
 
     @property
     def executor_identities(self) -> frozenset[str]:
@@ -373,6 +386,9 @@ class Policy:
 
     def review(self, review_id: str) -> ReviewPolicy | None:
         return next((r for r in self.document.reviews if r.id == review_id), None)
+
+    def workload(self, workload_id: str) -> WorkloadPolicy | None:
+        return next((w for w in self.document.workloads if w.id == workload_id), None)
 
     def is_admin(self, email: str) -> bool:
         return email.lower() in self.document.admins.users

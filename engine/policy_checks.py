@@ -24,6 +24,7 @@ from engine.policy import (
 )
 from engine.policy_fields import RISK_ORDER, Risk
 from engine.rules import Admins, Group, Manager, ResourceOwner, User
+from engine.workload_checks import workload_problems
 
 Path_ = tuple[str | int, ...]
 Found = Iterator[tuple[int, str]]
@@ -114,6 +115,9 @@ def semantic_problems(
         yield from _who_problems(ctx, checked, base)
     if "reviews" not in failed:
         yield from _review_problems(ctx, {c.resource.id for c in resources})
+    if not {"workloads", "api", "admins", "connectors"} & failed:
+        people = {p.email for p in doc.directory.people} if ctx.static else None
+        yield from workload_problems(doc, resources, lines, people)
 
 
 def _directory_problems(ctx: _Context) -> Found:

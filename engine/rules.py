@@ -2,7 +2,7 @@
 
 A stage's approver rules (``manager``, ``manager:2``, ``resource_owner``, ``admins``,
 ``group:<name>``, ``user:<email>``), a resource's owners (emails and groups) and its
-requesters (``everyone``, groups, people) are written as text in YAML; everything after
+requesters (``everyone``, groups, people, workloads) are written as text in YAML; everything after
 loading works with these values, so no rule is re-parsed by its prefix anywhere else.
 Each value prints as it was written, for messages and ``policy explain``.
 """
@@ -84,9 +84,20 @@ class User:
         return self.text or self.email
 
 
+@dataclass(frozen=True)
+class WorkloadRef:
+    """A workload of the policy's ``workloads:`` section, by id (requesters only)."""
+
+    id: str
+    text: str = field(default="", compare=False)
+
+    def __str__(self) -> str:
+        return self.text or f"workload:{self.id}"
+
+
 ApproverRule = Manager | ResourceOwner | Admins | Group | User
 OwnerEntry = Group | User
-RequesterEntry = Everyone | Group | User
+RequesterEntry = Everyone | Group | User | WorkloadRef
 
 APPROVER_RULE_HELP = "use manager, manager:2, resource_owner, admins, group:<name> or user:<email>"
 
@@ -115,9 +126,12 @@ def parse_owner(text: str) -> OwnerEntry:
 
 
 def parse_requester(text: str) -> RequesterEntry:
-    """Who may request: ``everyone``, ``group:<name>``, ``user:<email>`` or an email."""
+    """Who may request: ``everyone``, ``group:<name>``, ``workload:<id>``, ``user:<email>``
+    or an email."""
     if text == "everyone":
         return Everyone(text)
+    if text.startswith("workload:"):
+        return WorkloadRef(text.removeprefix("workload:"), text)
     if match := _GROUP.match(text):
         return Group(match.group(1), text)
     return User(text.removeprefix("user:").lower(), text)
