@@ -29,7 +29,6 @@ from engine.policy_fields import RISK_ORDER, Risk
 from engine.policy_fields import StrictModel as _Strict
 from engine.policy_fields import as_duration as _duration
 from engine.review_policy import ReviewPolicy
-from engine.workload_policy import ApiConfig, WorkloadPolicy
 from engine.rules import (
     ApproverRule,
     Group,
@@ -40,6 +39,7 @@ from engine.rules import (
     parse_owner,
     parse_requester,
 )
+from engine.workload_policy import ApiConfig, WorkloadPolicy
 
 # Auto-approval is a convenience for low-stakes access; above this it must be a human call.
 AUTO_APPROVAL_MAX_RISK: Risk = "medium"
