@@ -163,3 +163,14 @@ def run_cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch)
         return Ran(returncode, stdout, stderr)
 
     return run
+
+
+from tests.fakes.oidc_issuer import OidcIssuer  # noqa: E402  (appended with its fixture)
+
+
+@pytest.fixture
+async def oidc_issuer() -> AsyncIterator[OidcIssuer]:
+    """A running local OIDC issuer on 127.0.0.1 (tests/fakes/oidc_issuer.py), one per test;
+    a test that needs a second one opens ``async with OidcIssuer() as other:``."""
+    async with OidcIssuer() as issuer:
+        yield issuer
