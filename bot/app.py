@@ -17,8 +17,10 @@ from typing import Any
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.api.routes import ApiRoutes
 from adapters.ldap.connection import LdapClient, LdapSettings
 from adapters.ldap.entitlements import LdapGroups
+from adapters.oidc.verifier import OidcVerifier, TrustedIssuer
 from adapters.scim.client import ScimClient, ScimSettings
 from adapters.scim.entitlements import ScimGroups
 from adapters.slack.chat import SlackChat
@@ -29,6 +31,9 @@ from adapters.teams.chat import TeamsChat
 from adapters.teams.surface import TeamsBot, TeamsSurface
 from bot import logs
 from bot.admin_commands import AdminCommands
+from bot.api import Api
+from bot.api_auth import ApiAuth
+from bot.callbacks import Callbacks
 from bot.chat import Chat
 from bot.clock import Clock, SystemClock
 from bot.config_errors import ConfigurationError
@@ -41,6 +46,7 @@ from bot.metrics import Metrics
 from bot.notifier import Notifier
 from bot.policy_source import PolicySource
 from bot.reconcile import Reconciler
+from bot.request_watch import RequestWatch
 from bot.review_ingress import ReviewIngress
 from bot.review_notifier import ReviewNotifier
 from bot.review_views import ReviewViews
@@ -51,6 +57,7 @@ from engine.policy import ConnectorConfig, Policy
 from engine.ports import Directory, Entitlements
 from engine.transitions import SYSTEM_ACTOR, AuditRecord
 from storage import migrate
+from storage.api_tokens import ApiTokens
 from storage.audit_log import AuditLog
 from storage.chat_log import ChatLog
 from storage.conversations import TeamsConversations
@@ -135,6 +142,8 @@ class Components:
     reconciler: Reconciler
     health: Health
     metrics: Metrics
+    api: ApiRoutes
+    api_tokens: ApiTokens
     slack: SlackSurface | None = None
     teams: TeamsSurface | None = None
     extras: dict[str, Any] = field(default_factory=dict)
@@ -142,6 +151,7 @@ class Components:
     stopping: bool = False
 
     async def close(self) -> None:
+        await self.api.close()
         await self.database.dispose()
 
 
@@ -170,7 +180,13 @@ def build(
     dispatcher = Dispatcher(
         outbox, clock, lease=timedelta(seconds=settings.clearance_lease_seconds)
     )
-    clearance = Clearance(store, audit, policies, directory, clock, wake=dispatcher.wake)
+    watch = RequestWatch()
+
+    def wake() -> None:
+        dispatcher.wake()
+        watch.poke()  # API clients waiting for a request read it again
+
+    clearance = Clearance(store, audit, policies, directory, clock, wake=wake)
     health = Health(database)
     metrics = Metrics(health, clock)
     connectors = Connectors(factories, lambda: policies.current, observe=metrics.connector_call)
@@ -213,6 +229,8 @@ def build(
         notifier.register(dispatcher)
         review_notifier.register(dispatcher)
         reconciler.register(dispatcher)
+    api = api_routes(settings, clearance, watch, ApiTokens(database))
+    api.callbacks.register(dispatcher)
     admin = AdminCommands(clearance, notifier, reviews)
     ingress = Ingress(clearance, chat_log, chat_log)
     review_ingress = ReviewIngress(reviews, review_views)
@@ -258,7 +276,33 @@ def build(
         reconciler=reconciler,
         health=health,
         metrics=metrics,
+        api=api,
+        api_tokens=api.auth.tokens,
     )
+
+
+def api_routes(
+    settings: Settings, clearance: Clearance, watch: RequestWatch, tokens: ApiTokens
+) -> ApiRoutes:
+    """The /api/v1 routes: workload tokens trusted per the policy's workloads, people's
+    tokens from the database, callbacks signed with CLEARANCE_CALLBACK_SECRET."""
+    policies = clearance.policies
+
+    def trusted() -> list[TrustedIssuer]:
+        issuers: dict[str, set[str]] = {}
+        for w in policies.current.document.workloads:
+            issuers.setdefault(w.issuer, set()).add(w.audience)
+        return [TrustedIssuer(i, frozenset(a)) for i, a in issuers.items()]
+
+    verifier = OidcVerifier(trusted)
+    auth = ApiAuth(verifier, tokens, policies, clearance.directory, clearance.clock)
+    secret = settings.clearance_callback_secret
+    callbacks = Callbacks(
+        clearance.get,
+        lambda: policies.current,
+        secret.get_secret_value().encode() if secret else None,
+    )
+    return ApiRoutes(Api(clearance, auth, watch), auth, lambda: policies.current, callbacks)
 
 
 async def start(components: Components) -> None:

@@ -20,8 +20,10 @@ from bot.subcommands.invocation import EXIT_USAGE
 from bot.subcommands.manifests import cmd_slack_manifest, cmd_teams_manifest
 from bot.subcommands.policy import cmd_policy_check, cmd_policy_explain
 from bot.subcommands.reconcile import cmd_reconcile
+from bot.subcommands.request import cmd_request
 from bot.subcommands.review import cmd_review_export, cmd_review_start, cmd_review_status
 from bot.subcommands.serve import cmd_serve
+from bot.subcommands.tokens import cmd_token_create, cmd_token_list, cmd_token_revoke
 from engine.drift import REMOVAL_LIMIT
 from engine.transitions import SYSTEM_ACTOR
 
@@ -178,6 +180,52 @@ def parser() -> argparse.ArgumentParser:
     rexport.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
     rexport.add_argument("--output", "-o", help="file to write (default: standard output)")
     rexport.set_defaults(func=cmd_review_export)
+
+    token = sub.add_parser("token", help="people's API tokens (for clearance request and scripts)")
+    tksub = token.add_subparsers(dest="action", required=True)
+    tcreate = add(
+        tksub, "create", "Make an API token for a person; it is printed once.", db=True, policy=True
+    )
+    tcreate.add_argument("--user", required=True, metavar="EMAIL", help="whose token it is")
+    tcreate.add_argument(
+        "--ttl", default="30d", help="how long it is valid (default 30d, at most 365d)"
+    )
+    tcreate.add_argument(
+        "--by", default=SYSTEM_ACTOR, metavar="EMAIL", help="who the audit trail names as making it"
+    )
+    tcreate.set_defaults(func=cmd_token_create)
+    tlist = add(tksub, "list", "List API tokens (never their secrets).", db=True, policy=True)
+    tlist.add_argument("--user", metavar="EMAIL", help="only this person's")
+    tlist.set_defaults(func=cmd_token_list)
+    trevoke = add(tksub, "revoke", "Revoke an API token by its id.", db=True, policy=True)
+    trevoke.add_argument("token", metavar="TOKEN_ID")
+    trevoke.add_argument(
+        "--by",
+        default=SYSTEM_ACTOR,
+        metavar="EMAIL",
+        help="who the audit trail names as revoking it",
+    )
+    trevoke.set_defaults(func=cmd_token_revoke)
+
+    req = sub.add_parser(
+        "request",
+        help="ask for access through the API (CLEARANCE_URL, CLEARANCE_TOKEN)",
+        description="Ask for access through the API of a running clearance serve. Reads "
+        "CLEARANCE_URL (its base URL) and CLEARANCE_TOKEN (a workload's OIDC token or a "
+        "token from `clearance token create`). Exit 0: filed (with --wait: access active); "
+        "1: ended without access or --timeout ran out; 2: refused.",
+    )
+    req.add_argument("resource", metavar="RESOURCE", help="a resource id of the policy")
+    req.add_argument("--duration", help="e.g. 1h (default: the resource's default)")
+    req.add_argument("--justification", required=True, help="why the access is needed")
+    req.add_argument("--ticket", help="a ticket id, where the resource asks for one")
+    req.add_argument(
+        "--principal", metavar="EMAIL", help="a service account to ask for (people only)"
+    )
+    req.add_argument("--wait", action="store_true", help="block until it is granted or ends")
+    req.add_argument("--timeout", default="1h", help="with --wait: give up after this (default 1h)")
+    req.add_argument("--json", action="store_true", help="print the request as JSON lines")
+    req.set_defaults(func=cmd_request)
 
     slack = sub.add_parser("slack", help="Slack app setup")
     ssub = slack.add_subparsers(dest="action", required=True)

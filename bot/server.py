@@ -124,6 +124,7 @@ def web_app(components: Components) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_page)
+    components.api.add_to(app)
     platforms = []
     if components.slack is not None and components.settings.slack_signing_secret is not None:
         # Mounted only with a signing secret: every request to it is signature-checked.

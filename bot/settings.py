@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     # How long a stopping server waits for work in flight (HTTP requests, Slack listeners,
     # outbox jobs) before it exits anyway; unfinished jobs are retried when their lease ends.
     clearance_shutdown_seconds: float = Field(default=20.0, gt=0)
+    # The HMAC key of callbacks to workloads (X-Clearance-Signature); unset: none are sent.
+    clearance_callback_secret: SecretStr | None = None
 
     @field_validator("log_level")
     @classmethod
@@ -114,4 +116,3 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**overrides)
     except ValidationError as exc:
         raise settings_error(exc, SECRET_SETTINGS) from exc
-

@@ -14,10 +14,11 @@ from dataclasses import replace
 from datetime import datetime
 
 from bot import logs
+from bot.callbacks import with_callback
 from bot.clock import Clock
 from bot.policy_source import PolicySource
 from engine import access, lifecycle
-from engine.access_request import AccessRequest, Outcome
+from engine.access_request import AccessRequest, Outcome, Status
 from engine.approvers import Explanation, explain
 from engine.directory import DirectorySnapshot, Person, lookups_for, workload_person
 from engine.drafts import RequestDraft
@@ -149,7 +150,7 @@ class Clearance:
                 now = self.clock.now()
                 transition = lifecycle.submit(draft, policy, directory, now, self.new_id(), recent)
                 try:
-                    return await self._save(transition, now)
+                    return await self._save(transition, now, None)
                 except StaleRequest:  # an id collision: draw another
                     continue
         raise Refused(Refusal("busy"))
@@ -322,14 +323,16 @@ class Clearance:
             if transition.request is request and not transition.effects and not transition.audit:
                 return transition
             try:
-                saved = await self._save(transition, now)
+                saved = await self._save(transition, now, request.status)
             except StaleRequest:
                 continue
             return replace(transition, request=saved)
         raise Refused(Refusal("busy", what="request"))
 
-    async def _save(self, transition: Transition, now: datetime) -> AccessRequest:
-        saved = await self.store.save(transition, now)
+    async def _save(
+        self, transition: Transition, now: datetime, before: Status | None
+    ) -> AccessRequest:
+        saved = await self.store.save(with_callback(transition, before, self.policy), now)
         self.wake()
         return saved
 

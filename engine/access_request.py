@@ -120,7 +120,10 @@ class AccessRequest:
     # Time the requester added themselves with Extend (bounded by the resource's extend rule).
     self_extended: timedelta = timedelta(0)
     version: int = 0
-    extra: dict[str, str] = field(default_factory=dict)
+    # How the request came in when not from a chat form: the API caller's verified identity
+    # ({"via": "api", "workload": id, "issuer": iss, "subject": sub} or {"via": "api",
+    # "token": id}); evidence for approvers' cards and the audit trail, never a secret.
+    origin: dict[str, str] = field(default_factory=dict)
 
     def evolve(self, **changes: object) -> AccessRequest:
         return replace(self, **changes)  # type: ignore[arg-type]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from engine.access_request import PrincipalKind
@@ -28,6 +28,7 @@ class RequestDraft:
     principal: str | None = None
     principal_kind: PrincipalKind = "human"
     break_glass: bool = False
+    origin: dict[str, str] = field(default_factory=dict)  # see AccessRequest.origin
 
 
 @dataclass(frozen=True)

@@ -198,6 +198,14 @@ class StartBreakGlassReview(RequestEffect):
     kind: ClassVar[str] = "start_break_glass_review"
 
 
+@dataclass(frozen=True)
+class PostCallback(RequestEffect):
+    """Tell a workload's callback_url that its request reached ``status`` (signed POST)."""
+
+    kind: ClassVar[str] = "callback"
+    status: str
+
+
 EFFECT_TYPES: dict[str, type[Effect]] = {
     cls.kind: cls
     for cls in (
@@ -219,6 +227,7 @@ EFFECT_TYPES: dict[str, type[Effect]] = {
         ReviewRemindAt,
         ReviewDueAt,
         StartBreakGlassReview,
+        PostCallback,
     )
 }
 

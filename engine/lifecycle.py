@@ -93,6 +93,7 @@ def submit(
         break_glass_refused=refused,
         connector=resource.grant.connector,
         target_group=resource.grant.group,
+        origin=dict(draft.origin),
     )
     audit = [
         audit_record(
@@ -105,6 +106,7 @@ def submit(
             justification=justification,
             ticket=ticket,
             break_glass=draft.break_glass,
+            **({"origin": dict(draft.origin)} if draft.origin else {}),
             **_refusal_evidence(resource, refused, recent_break_glass),
         )
     ]

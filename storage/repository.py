@@ -107,6 +107,7 @@ def _values(request: AccessRequest, now: datetime) -> dict[str, Any]:
         "end_reason": request.end_reason,
         "failure": request.failure,
         "self_extended_seconds": int(request.self_extended.total_seconds()),
+        "origin": json.dumps(request.origin, sort_keys=True) if request.origin else None,
     }
 
 
@@ -155,6 +156,7 @@ def _request(row: RequestRow, decisions: Sequence[DecisionRow]) -> AccessRequest
         self_extended=timedelta(seconds=row.self_extended_seconds),
         deprovisioned_at=row.deprovisioned_at,
         failure=row.failure,
+        origin=json.loads(row.origin) if row.origin else {},
         version=row.version,
     )
 

@@ -72,6 +72,8 @@ class RequestRow(SQLModel, table=True):
     self_extended_seconds: int = Field(
         default=0, sa_column=sa.Column(sa.Integer, nullable=False, server_default="0")
     )
+    # JSON object: how an API request came in (AccessRequest.origin); null from chat.
+    origin: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
     version: int = 1
 
 
@@ -275,3 +277,29 @@ class ReviewItemRow(SQLModel, table=True):
     defaulted: bool = False
     outcome: str = Field(index=True, max_length=16)
     version: int = 1
+
+
+class ApiTokenRow(SQLModel, table=True):
+    """A person's API token: only the SHA-256 of its secret is kept (it is shown once)."""
+
+    __tablename__ = "api_tokens"
+
+    id: str = Field(primary_key=True, max_length=32)
+    owner: str = Field(index=True, max_length=320)
+    secret_hash: str = Field(max_length=64)
+    created_by: str = Field(max_length=320)
+    created_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
+    expires_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False))
+    revoked_at: datetime | None = _ts()
+    last_used_at: datetime | None = _ts()
+
+
+class TokenUseRow(SQLModel, table=True):
+    """A workload token's ``jti`` that changed something, kept until the token expires:
+    the primary key makes the same token refused the second time, on every replica."""
+
+    __tablename__ = "token_uses"
+
+    issuer: str = Field(primary_key=True, max_length=512)
+    jti: str = Field(primary_key=True, max_length=256)
+    expires_at: datetime = Field(sa_column=sa.Column(UTCDateTime(), nullable=False, index=True))

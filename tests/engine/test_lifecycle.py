@@ -1062,10 +1062,10 @@ def test_cancel_by_the_requester_only_while_not_granted() -> None:
     refused(lambda: cancel(c, "req@x.com", at(2), V), c, "not_cancellable")
 
 
-def test_refusals_leave_a_request_with_extra_data_unchanged() -> None:
-    r = submitted().evolve(extra={"slack_ts": "123.456"})
+def test_refusals_leave_a_request_with_origin_data_unchanged() -> None:
+    r = submitted().evolve(origin={"via": "api", "workload": "deploy"})
     refused(lambda: decide(r, POLICY, DIR, "out@x.com", "approve", at(1)), r, "not_an_approver")
-    assert r.extra == {"slack_ts": "123.456"}
+    assert r.origin == {"via": "api", "workload": "deploy"}
 
 
 def test_transitions_do_not_touch_their_input() -> None:

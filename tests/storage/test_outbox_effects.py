@@ -26,6 +26,7 @@ from engine.effects import (
     NotifyPerson,
     NotifyReviewer,
     NudgeAt,
+    PostCallback,
     PostDriftReport,
     Provision,
     RefreshCards,
@@ -82,6 +83,7 @@ SAMPLES: dict[str, Effect] = {
         ReviewRemindAt("C-REVIEW1", due_at=DUE),
         ReviewDueAt("C-REVIEW1", due_at=DUE),
         StartBreakGlassReview(RID, due_at=DUE),
+        PostCallback(RID, status="active", due_at=DUE),
     )
 }
 
