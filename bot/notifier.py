@@ -21,7 +21,7 @@ from bot.presentation import History, history_of, person_view, request_view
 from bot.usecases import Clearance
 from engine.access import reminder_due
 from engine.access_request import AccessRequest
-from engine.directory import Person
+from engine.directory import Person, workload_person
 from engine.durations import parse_duration
 from engine.effects import (
     Effect,
@@ -34,6 +34,7 @@ from engine.effects import (
 )
 from engine.lifecycle import nudge_due
 from engine.transitions import SYSTEM_ACTOR, AuditRecord
+from engine.workload_policy import is_workload, workload_id
 from storage.chat_log import ChatLog, SentMessage
 from storage.outbox import OutboxItem
 
@@ -77,6 +78,10 @@ class Notifier:
         found = await asyncio.gather(*(self.clearance.directory.person(e) for e in emails))
         people = {p.email: p for p in found if p is not None}
         requester = people.get(request.requester)
+        if is_workload(request.requester):
+            # A workload's "manager" is its owner (policy, not directory).
+            workload = self.clearance.policy.workload(workload_id(request.requester))
+            requester = workload_person(workload) if workload else None
         if requester and requester.manager and requester.manager not in people:
             manager = await self.clearance.directory.person(requester.manager)
             if manager:
@@ -179,6 +184,12 @@ class Notifier:
         context: dict[str, Any],
         stage: int | None = None,
     ) -> None:
+        if is_workload(email):
+            # A workload reads no messages: its owner is told of everything instead.
+            workload = self.clearance.policy.workload(workload_id(email))
+            if workload is None:
+                return
+            email = workload.owner
         data = {"r": self._view(shown, email), **context}
         reached = await self.delivery.direct(
             item.id, shown.request.id, email, template, data, stage

@@ -12,10 +12,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from engine.access_request import AccessRequest, Status
-from engine.directory import Person
+from engine.directory import Person, workload_person
 from engine.durations import format_duration
 from engine.eligibility import may_decide
 from engine.policy import Policy
+from engine.workload_policy import is_workload, workload_id
 from message_templates import wording
 
 RISK_EMOJI = {
@@ -107,7 +108,10 @@ def request_view(
 ) -> dict[str, Any]:
     """Everything a card, DM or home tab may show about one request, for one viewer."""
     resource = policy.resource(request.resource_id)
-    requester = people.get(request.requester)
+    workload = (
+        policy.workload(workload_id(request.requester)) if is_workload(request.requester) else None
+    )
+    requester = workload_person(workload) if workload else people.get(request.requester)
     stage = request.stage
     viewer = viewer.lower() if viewer else None
     decided_here = bool(
@@ -134,7 +138,22 @@ def request_view(
             else ":white_circle:",
             "description": resource.description if resource else "",
         },
-        "requester": person_view(request.requester, people),
+        "requester": (
+            {**person_view(request.requester, people), "name": requester.name}
+            if workload and requester
+            else person_view(request.requester, people)
+        ),
+        # A workload asks: which one, proven by which token subject, and who answers for it.
+        "workload": (
+            {
+                "id": workload.id,
+                "subject": request.origin.get("subject", ""),
+                "issuer": request.origin.get("issuer", workload.issuer),
+                "owner": person_view(workload.owner, people),
+            }
+            if workload
+            else None
+        ),
         "requester_manager": person_view(requester.manager if requester else None, people),
         "principal": request.principal,
         "duration": format_duration(request.duration),
