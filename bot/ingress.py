@@ -67,11 +67,15 @@ class CardAction:
     outdated: bool = False
 
 
-def submission_key(form: MessageRef, values: Mapping[str, str]) -> str:
-    """The idempotency key of a form submission: the same form message with the same
-    values is one submission, however often the platform delivers it."""
-    where = f"{form.channel}:{form.message_id}"
-    digest = hashlib.sha256((where + json.dumps(values, sort_keys=True)).encode()).hexdigest()
+def submission_key(requester: str, form: MessageRef, values: Mapping[str, str]) -> str:
+    """The idempotency key of a form submission. A form message the platform names is
+    submitted once, whatever values it is sent with again (a double click, a redelivery,
+    an old copy of the card edited); one it does not name, once per requester and values."""
+    if form.known:
+        what = json.dumps([requester, form.channel, form.message_id])
+    else:
+        what = json.dumps([requester, dict(values)], sort_keys=True)
+    digest = hashlib.sha256(what.encode()).hexdigest()
     return f"{form.platform}:submit:{digest}"
 
 
@@ -96,15 +100,16 @@ class Ingress:
     async def submit_once(
         self, requester: str, values: Mapping[str, str], form: MessageRef
     ) -> AccessRequest | None:
-        """Submit a filled-in request form once per form message and values.
+        """Submit a filled-in request form once per form message (``submission_key``).
 
-        A repeat (a double click, a redelivery) gets the request the first one made, or
-        None while that one is still being made. A refused submission releases its key,
-        so the corrected form can be sent; it raises Refused as ``Clearance.submit`` does.
+        A repeat (a double click, a redelivery, the same form sent again with other
+        values) gets the request the first one made, or None while that one is still being
+        made. A refused submission releases its key, so the corrected form can be sent; it
+        raises Refused as ``Clearance.submit`` does.
         """
-        key = submission_key(form, values)
+        key = submission_key(requester, form, values)
         if not await self.first_time(key):
-            return await self._made_by(form)
+            return await self._made_by(requester, form)
         try:
             request = await self.clearance.submit(request_draft(requester, values))
         except Refused:
@@ -124,9 +129,9 @@ class Ingress:
             await self.messages.add(sent, None, self.clearance.clock.now())
         return request
 
-    async def _made_by(self, form: MessageRef) -> AccessRequest | None:
+    async def _made_by(self, requester: str, form: MessageRef) -> AccessRequest | None:
         sent = await self.clicked(form)
-        if sent is None or sent.template != _SUBMITTED_FORM:
+        if sent is None or sent.template != _SUBMITTED_FORM or sent.recipient != requester:
             return None
         return await self.clearance.get(sent.request_id)
 

@@ -237,10 +237,11 @@ class CardActions:
         if request is None:  # a repeat while the first is still being made: the form again
             form = await self.cards.form(person, values["resource"] or None, prefill, glass)
             return card_response(form)
-        # The confirmation (with Cancel) arrives as its own message through the outbox,
-        # as on Slack; the form answers with the confirmation's summary.
-        submitted = await self.cards.card("request_submitted", request, person.email)
-        return message_response(submitted["summary"])
+        # The form is replaced in place by what it filed, with no input nor Request left:
+        # an old error or an edited copy cannot file a second request (a repeat from this
+        # form gets this card again). The confirmation (with Cancel) arrives as its own
+        # message through the outbox, as on Slack.
+        return card_response(await self.cards.submitted_form(request, person.email))
 
     # --- reviewers ------------------------------------------------------------------------
 

@@ -44,6 +44,11 @@ class Cards:
         data = await request_form(self.clearance, person.email, selected, prefill, break_glass)
         return render_json("teams", "request_form", {**data, **extra})
 
+    async def submitted_form(self, request: AccessRequest, viewer: str) -> Message:
+        """The request form once it made ``request``: what it filed, nothing to press."""
+        view = await self.notifier.view(request, viewer)
+        return render_json("teams", "request_form", {"submitted": view})
+
     async def deny_form(self, request: AccessRequest, **extra: Any) -> Message:
         """The card that asks an approver for the reason of a denial."""
         view = await self.notifier.view(request, None)

@@ -79,7 +79,8 @@ async def test_a_signed_request_is_served_and_the_bot_answers_with_its_token(
     world = teams_auth
     await world.install_all()
     status, body = await world.request("alice", "prod-db-admin", JUSTIFICATION, ticket="INC-1")
-    assert status == 200 and body["type"] == "application/vnd.microsoft.activity.message"
+    # The form is replaced in place by what it filed.
+    assert status == 200 and body["type"] == "application/vnd.microsoft.card.adaptive"
     await world.drain()
     status, _ = await world.driver.execute(world.bob, world.card_for("bob"), "approve")
     assert status == 200

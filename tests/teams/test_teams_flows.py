@@ -66,7 +66,8 @@ def _replaced(message: dict[str, Any], card: dict[str, Any]) -> dict[str, Any]:
 async def test_three_stage_approval_to_grant(teams: TeamsWorld) -> None:
     await teams.install_all()
     status, body = await teams.request("alice", "prod-db-admin", JUSTIFICATION, ticket="INC-42")
-    assert status == 200 and "Waiting for approval" in _said(body)
+    # The form is replaced by what it filed; the confirmation is a message of its own.
+    assert status == 200 and "Waiting for approval" in shown(_card(body))
     await teams.drain()
     rid = await _only_request(teams)
 
@@ -161,7 +162,7 @@ async def test_self_approval_is_refused_even_with_a_forged_action(teams: TeamsWo
     await teams.install_all()
     # Erin has no teams_id: Clearance knows her by the email Teams' roster gives.
     status, body = await teams.request("erin", "ci-admin", "Rotate the CI runners' credentials")
-    assert status == 200 and _said(body)
+    assert status == 200 and _card(body)
     await teams.drain()
     rid = await _only_request(teams)
     # Erin is in group:platform but, as the requester, is never asked.
@@ -282,8 +283,55 @@ async def test_a_form_submitted_twice_makes_one_request(teams: TeamsWorld) -> No
     click = teams.driver.press(teams.alice, form, "submit_request", inputs)
     first = await teams.driver.post(click)
     again = await teams.driver.post(click)
-    assert first == again and "staging" in _said(first[1]).lower()
+    assert first == again and "staging" in shown(_card(first[1])).lower()
     assert await _count(teams, RequestRow) == 1
+
+
+def _live_actions(card: dict[str, Any]) -> list[dict[str, Any]]:
+    """The buttons of a card that would send something to the bot."""
+    found: list[dict[str, Any]] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if node.get("type") in ("Action.Execute", "Action.Submit"):
+                found.append(node)
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(card)
+    return found
+
+
+async def test_a_submitted_form_is_replaced_by_what_it_filed(teams: TeamsWorld) -> None:
+    await teams.install_all("alice")
+    await teams.driver.say(teams.alice, "request access prod-db-admin")
+    form = teams.card_for("alice", "submit_request")
+    # A refused submission first: the form comes back with the error under the field.
+    status, body = await teams.driver.execute(
+        teams.alice, form, "submit_request", {"justification": "short"}
+    )
+    assert "at least" in card_text(_card(body)) and has_action(_card(body), "submit_request")
+    typed = {"resource": "prod-db-admin", "justification": JUSTIFICATION, "ticket": "INC-3"}
+    status, body = await teams.driver.execute(teams.alice, form, "submit_request", typed)
+    assert status == 200
+    rid = await _only_request(teams)
+    # The form is replaced in place: what it filed, no inputs, no button, no old error.
+    submitted = _card(body)
+    assert rid in shown(submitted) and "Production database" in shown(submitted)
+    assert _live_actions(submitted) == [] and inputs(submitted) == {}
+    assert "at least" not in card_text(submitted)
+    # The old card's data sent again, as it was or edited, files nothing new: the answer
+    # is the same submitted card.
+    edited = {**typed, "justification": "Another reason, another request", "ticket": "INC-4"}
+    for values in (typed, edited):
+        status, body = await teams.driver.execute(teams.alice, form, "submit_request", values)
+        assert status == 200 and _card(body) == submitted
+    assert await _count(teams, RequestRow) == 1
+    await teams.drain()
+    assert len([m for m in teams.dms("alice") if has_action(m["card"], "cancel")]) == 1
 
 
 async def test_user_text_is_inert_on_cards(teams: TeamsWorld) -> None:
@@ -377,7 +425,7 @@ async def test_reload_refuses_a_broken_policy_and_keeps_the_old(teams: TeamsWorl
     assert "Reload refused" in reply and "policy.yaml:" in reply and "forever" in reply
     assert teams.components.policies.current.version == before
     status, body = await teams.request("alice", "prod-db-admin", JUSTIFICATION, ticket="INC-17")
-    assert status == 200 and _said(body)
+    assert status == 200 and not has_action(_card(body), "submit_request")  # filed
 
 
 async def test_unknown_teams_user_gets_a_clear_answer(teams: TeamsWorld) -> None:
