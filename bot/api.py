@@ -53,7 +53,9 @@ class Api:
         await self.auth.consume(caller)
         kind: PrincipalKind = "service"
         if caller.workload is not None:
-            principal = caller.workload.principal
+            # Its own account unless it names another, which the engine refuses (a named
+            # principal is never silently replaced by another one).
+            principal = (submission.principal or caller.workload.principal).lower()
         else:
             principal = (submission.principal or caller.identity).lower()
             kind = "human" if principal == caller.identity else "service"
@@ -70,7 +72,9 @@ class Api:
         try:
             request = await self.clearance.submit(draft)
         except Refused:
-            await self._audit(caller, "POST /api/v1/requests", None, "refused")
+            # Nothing was filed: the token may file the corrected request, and a refusal
+            # leaves no trace but the log (the engine's refusal says what to fix).
+            await self.auth.release(caller)
             raise
         await self._audit(caller, "POST /api/v1/requests", request.id, "created")
         return request
@@ -83,7 +87,11 @@ class Api:
     async def cancel(self, caller: Caller, request_id: str) -> AccessRequest:
         await self._visible(caller, request_id)
         await self.auth.consume(caller)
-        request = await self.clearance.cancel(request_id, caller.identity)
+        try:
+            request = await self.clearance.cancel(request_id, caller.identity)
+        except Refused:
+            await self.auth.release(caller)
+            raise
         await self._audit(caller, "POST /api/v1/requests/{id}/cancel", request.id, "cancelled")
         return request
 

@@ -145,6 +145,12 @@ class ApiAuth:
                 "request a fresh token from your platform for each change",
             )
 
+    async def release(self, caller: Caller) -> None:
+        """Undo ``consume`` for a change that was refused: nothing changed, so the token
+        may still make the corrected one."""
+        if (key := caller.replay_key) is not None:
+            await self.tokens.forget(key[0], key[1])
+
     # --- the two kinds of caller ---------------------------------------------------------
 
     async def _person(self, text: str) -> Caller:

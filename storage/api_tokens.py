@@ -109,3 +109,11 @@ class ApiTokens:
         except IntegrityError:
             return False
         return True
+
+    async def forget(self, issuer: str, jti: str) -> None:
+        async with self.database.transaction() as session:
+            await session.execute(
+                delete(TokenUseRow).where(
+                    col(TokenUseRow.issuer) == issuer, col(TokenUseRow.jti) == jti
+                )
+            )

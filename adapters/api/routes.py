@@ -69,6 +69,12 @@ class ApiRoutes:
                     log.info("api refused %s %s: %s", request.method, request.path, exc.code)
                 return from_api_problem(exc)
             except Refused as exc:
+                log.info(
+                    "api refused %s %s: %s",
+                    request.method,
+                    request.path,
+                    ", ".join(r.code for r in exc.refusals),
+                )
                 return from_refused(exc)
 
         return guarded
