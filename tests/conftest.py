@@ -33,6 +33,7 @@ from storage.database import Database
 from storage.migrate import upgrade
 from storage.repository import Store
 from tests.fakes.clock import ManualClock
+from tests.fakes.oidc_issuer import OidcIssuer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE_POLICY = REPO_ROOT / "examples" / "policy.yaml"
@@ -164,8 +165,6 @@ def run_cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch)
 
     return run
 
-
-from tests.fakes.oidc_issuer import OidcIssuer  # noqa: E402  (appended with its fixture)
 
 
 @pytest.fixture

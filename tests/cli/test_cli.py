@@ -25,7 +25,7 @@ from tests.conftest import EXAMPLE_POLICY, Ran, Run
 def test_policy_check_accepts_the_example(run_cli: Run) -> None:
     result = run_cli("policy", "check", str(EXAMPLE_POLICY))
     assert result.returncode == 0, result.stderr
-    assert result.stdout.count("\n") == 1 and "OK, 4 resources" in result.stdout
+    assert result.stdout.count("\n") == 1 and "OK, 5 resources" in result.stdout
 
 
 def test_policy_check_lists_every_problem_with_its_line(run_cli: Run, tmp_path: Path) -> None:

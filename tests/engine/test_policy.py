@@ -127,6 +127,7 @@ def test_example_policy_loads_and_is_versioned_by_its_bytes() -> None:
         "staging-db-read",
         "release-signing-key",
         "ci-admin",
+        "prod-deploy-role",
     ]
     assert policy.executor_identities == frozenset({"clearance-bot@example.com"})
     assert policy.is_admin("SAM@example.com")

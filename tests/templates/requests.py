@@ -297,6 +297,7 @@ def drift_report(dry_run: bool = False, errors: bool = False) -> dict[str, Any]:
         staging: ["alice@example.com"],
         Target("slack-groups", "S0DBADMIN"): [],
         Target("slack-groups", "S0CIADMIN"): [],
+        Target("slack-groups", "S0DEPLOY"): [],
     }
     failures: dict[Target, str] = {}
     if errors:

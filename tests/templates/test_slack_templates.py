@@ -625,7 +625,7 @@ def test_drift_report_says_what_was_removed_kept_and_missing() -> None:
     ):
         assert expected in text, expected
     assert "S0DBADMIN" not in text  # groups without drift are counted, not listed
-    assert "Checked 4 managed group(s)" in text
+    assert "Checked 5 managed group(s)" in text
     dry = text_of(render("admin_drift_report", _CASE["admin_drift_report", "dry-run"]))
     assert "eve@example.com — would be removed" in dry and "dry run" in dry
     errors = render("admin_drift_report", _CASE["admin_drift_report", "errors"])
