@@ -93,3 +93,38 @@ async def test_a_workload_cancels_and_reads_its_own_requests_only(api: ApiWorld)
         "POST", f"/api/v1/requests/{made['id']}/cancel", api.token()
     )
     assert status == 409 and problem["code"] == "not_cancellable"
+
+
+async def test_a_person_asks_for_a_service_account_only_where_the_policy_says(
+    api: ApiWorld,
+) -> None:
+    from datetime import timedelta
+
+    from bot.api_auth import new_personal_token
+
+    tokens = {}
+    for who in ("bob@example.com", "alice@example.com"):
+        stored, secret = new_personal_token(
+            who, timedelta(days=1), "sam@example.com", api.clock.now()
+        )
+        await api.components.api_tokens.add(stored)
+        tokens[who] = secret
+    on_behalf = {**BODY, "principal": "svc-deploy@example.com"}
+    # Alice is a platform engineer but does not own the pipeline: not for its account.
+    status, problem, _ = await api.call(
+        "POST", "/api/v1/requests", tokens["alice@example.com"], on_behalf
+    )
+    assert status == 403 and problem["code"] == "principal_not_allowed"
+    assert "svc-deploy@example.com" in problem["detail"]
+    # Bob owns the workload: he may ask for its account, and his manager is asked.
+    status, made, _ = await api.call(
+        "POST", "/api/v1/requests", tokens["bob@example.com"], on_behalf
+    )
+    assert status == 201, made
+    assert made["requester"] == "bob@example.com" and made["principal"] == "svc-deploy@example.com"
+    assert made["approvers_of_current_stage"] == ["carol@example.com"]
+    await api.settle()
+    card = json.dumps(api.fake.dms_to("U0CAROL")[-1])
+    # The card shows both names: who asks, and whose account gets the access.
+    assert "<@U0BOB>" in card and "*Access for*\\nsvc-deploy@example.com" in card
+    assert "A workload asks" not in card

@@ -86,6 +86,8 @@ async def test_a_token_that_cannot_be_verified_is_401_and_changes_nothing(
             },
             "alg_not_allowed",
         ),
+        # Not among the issuer's keys, even once they are fetched again.
+        "unknown kid": ({"Authorization": f"Bearer {api.token(kid='retired-key')}"}, "unknown_key"),
         "tampered payload": (
             {"Authorization": f"Bearer {_tampered(api.token())}"},
             "bad_signature",
