@@ -22,24 +22,15 @@ call, the ratios (ours/floor), and the CPU each server process spent per call.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.api_run import Run, bench
-from bench.harness import PG_ADMIN_DEFAULT, fresh_database
+from bench.harness import PG_ADMIN_DEFAULT, pct, run_against_database
 
 KINDS = {"POST": "POST /api/v1/requests", "GET": "GET /api/v1/requests/{id}"}
-
-
-def pct(values: list[float], q: float) -> float:
-    """The q-quantile in milliseconds (nearest rank)."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] * 1000
 
 
 def report(args: argparse.Namespace, database: str, ours: Run, floor: Run) -> None:
@@ -86,24 +77,13 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the work directory and logs")
     parser.add_argument("--profile", type=Path, help="cProfile clearance serve into this file")
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="clearance-api-bench-"))
-    keep = args.keep
-    try:
-        if args.database == "postgres":
-            with fresh_database(args.pg_admin) as url:
-                ours, floor = asyncio.run(bench(args, work, url))
-            database = "PostgreSQL"
-        else:
-            ours, floor = asyncio.run(bench(args, work, f"sqlite+aiosqlite:///{work}/bench.db"))
-            database = "SQLite (file)"
-    except BaseException:
-        keep = True
-        raise
-    finally:
-        if keep:
-            print(f"logs kept in {work}", file=sys.stderr)
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+    (ours, floor), database = run_against_database(
+        args.database,
+        args.pg_admin,
+        args.keep,
+        "clearance-api-bench-",
+        lambda work, url: bench(args, work, url),
+    )
     report(args, database, ours, floor)
 
 

@@ -3,17 +3,21 @@ process, and CPU accounting (the machine is shared, so who used the cores is rep
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import psycopg
 from psycopg import sql
@@ -50,6 +54,41 @@ def fresh_database(admin_url: str = PG_ADMIN_DEFAULT) -> Iterator[str]:
             conn.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
+
+
+T = TypeVar("T")
+
+
+def run_against_database(
+    database: str,
+    pg_admin: str,
+    keep: bool,
+    prefix: str,
+    bench: Callable[[Path, str], Awaitable[T]],
+) -> tuple[T, str]:
+    """``bench(work, database_url)`` on a fresh PostgreSQL database or a SQLite file in a
+    new work directory, and the database's name for the report. The directory (logs, the
+    SQLite file) is removed after, unless ``keep`` or the run failed."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        if database == "postgres":
+            with fresh_database(pg_admin) as url:
+                return asyncio.run(bench(work, url)), "PostgreSQL"
+        return asyncio.run(bench(work, f"sqlite+aiosqlite:///{work}/bench.db")), "SQLite (file)"
+    except BaseException:
+        keep = True
+        raise
+    finally:
+        if keep:
+            print(f"logs kept in {work}", file=sys.stderr)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def pct(values: list[float], q: float) -> float:
+    """The q-quantile of seconds, in milliseconds (nearest rank)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] * 1000
 
 
 def libpq(url: str) -> str:

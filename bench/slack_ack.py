@@ -19,15 +19,12 @@ process spent per request.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.harness import PG_ADMIN_DEFAULT, fresh_database
+from bench.harness import PG_ADMIN_DEFAULT, run_against_database
 from bench.slack_ack_report import report
 from bench.slack_ack_run import bench
 
@@ -41,24 +38,13 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the work directory and logs")
     parser.add_argument("--profile", type=Path, help="cProfile clearance serve into this file")
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="clearance-slack-bench-"))
-    keep = args.keep
-    try:
-        if args.database == "postgres":
-            with fresh_database(args.pg_admin) as url:
-                ours, floor = asyncio.run(bench(args, work, url))
-            database = "PostgreSQL"
-        else:
-            ours, floor = asyncio.run(bench(args, work, f"sqlite+aiosqlite:///{work}/bench.db"))
-            database = "SQLite (file)"
-    except BaseException:
-        keep = True
-        raise
-    finally:
-        if keep:
-            print(f"logs kept in {work}", file=sys.stderr)
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+    (ours, floor), database = run_against_database(
+        args.database,
+        args.pg_admin,
+        args.keep,
+        "clearance-slack-bench-",
+        lambda work, url: bench(args, work, url),
+    )
     report(args, database, ours, floor)
 
 

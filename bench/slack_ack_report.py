@@ -4,15 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from bench.harness import pct
 from bench.slack_ack_run import Run
 
 KINDS = ("command", "view_submission", "approve")
-
-
-def pct(values: list[float], q: float) -> float:
-    """The q-quantile in milliseconds (nearest rank)."""
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] * 1000
 
 
 def report(args: argparse.Namespace, database: str, ours: Run, floor: Run) -> None:

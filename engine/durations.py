@@ -39,3 +39,21 @@ def format_duration(value: timedelta) -> str:
         if count:
             parts.append(f"{count}{unit}")
     return "".join(parts)
+
+
+def count_per_window(data: object, noun: str, example: str) -> tuple[int, timedelta]:
+    """``2/30d`` as (2, 30 days): the one way the policy writes "so many per so long".
+
+    ``noun`` ("a limit") and ``example`` ("2/30d (2 in 30 days)") word the ValueError, which
+    the policy's loader shows at the setting's line. The count may be 0: what that means is
+    the caller's to say.
+    """
+    if not isinstance(data, str):
+        raise ValueError(f"{noun} is written as a count and a duration, e.g. {example}")
+    count, slash, window = data.strip().partition("/")
+    if not slash or not count.strip().isdigit():
+        raise ValueError(f"'{data}' is not {noun}; write a count and a duration, e.g. {example}")
+    try:
+        return int(count), parse_duration(window)
+    except DurationError as exc:
+        raise ValueError(f"'{data}' is not {noun}: {exc}") from None

@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from engine.durations import DurationError, format_duration, parse_duration
+from engine.durations import count_per_window, format_duration
 from engine.policy_fields import RISK_ORDER, Risk
 from engine.policy_fields import StrictModel as _Strict
 from engine.policy_fields import as_duration as _duration
@@ -185,25 +185,13 @@ class BreakGlassLimit(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _from_text(cls, data: object) -> object:
-        if not isinstance(data, str):
-            raise ValueError(
-                "a limit is written as a count and a duration, e.g. 2/30d (2 in 30 days)"
-            )
-        count, slash, window = data.strip().partition("/")
-        if not slash or not count.strip().isdigit():
-            raise ValueError(
-                f"'{data}' is not a limit; write a count and a duration, e.g. 2/30d (2 in 30 days)"
-            )
-        if int(count) < 1:
+        count, window = count_per_window(data, "a limit", "2/30d (2 in 30 days)")
+        if count < 1:
             raise ValueError(
                 f"'{data}' allows no break-glass at all; the count must be 1 or more "
                 "(leave break_glass out to offer none)"
             )
-        try:
-            length = parse_duration(window)
-        except DurationError as exc:
-            raise ValueError(f"'{data}' is not a limit: {exc}") from None
-        return {"count": int(count), "window": length}
+        return {"count": count, "window": window}
 
     @property
     def per(self) -> str:

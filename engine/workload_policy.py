@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
-from engine.durations import DurationError, format_duration, parse_duration
+from engine.durations import count_per_window, format_duration
 from engine.policy_fields import StrictModel
 from engine.rules import is_email
 
@@ -61,15 +61,10 @@ class RateLimit(StrictModel):
     @model_validator(mode="before")
     @classmethod
     def _from_text(cls, data: object) -> object:
-        if not isinstance(data, str):
-            raise ValueError("a rate limit is written as a count and a duration, e.g. 30/1m")
-        count, slash, window = data.strip().partition("/")
-        if not slash or not count.strip().isdigit() or int(count) < 1:
-            raise ValueError(f"'{data}' is not a rate limit; write e.g. 30/1m (30 a minute)")
-        try:
-            return {"count": int(count), "window": parse_duration(window)}
-        except DurationError as exc:
-            raise ValueError(f"'{data}' is not a rate limit: {exc}") from None
+        count, window = count_per_window(data, "a rate limit", "30/1m (30 a minute)")
+        if count < 1:
+            raise ValueError(f"'{data}' allows no call at all; the count must be 1 or more")
+        return {"count": count, "window": window}
 
     def __str__(self) -> str:
         return f"{self.count}/{format_duration(self.window)}"

@@ -230,7 +230,7 @@ class TeamsDriver:
 # --- reading cards ----------------------------------------------------------------------
 
 
-def _actions(node: Any) -> list[dict[str, Any]]:
+def actions(node: Any) -> list[dict[str, Any]]:
     """Every action of a card: its actions, ShowCard cards, ActionSets, refresh."""
     found: list[dict[str, Any]] = []
     if isinstance(node, dict):
@@ -238,10 +238,10 @@ def _actions(node: Any) -> list[dict[str, Any]]:
             found.append(node)
         for key, value in node.items():
             if key != "refresh":
-                found.extend(_actions(value))
+                found.extend(actions(value))
     elif isinstance(node, list):
         for item in node:
-            found.extend(_actions(item))
+            found.extend(actions(item))
     return found
 
 
@@ -250,7 +250,7 @@ def find_action(
 ) -> dict[str, Any]:
     """The ``Action.Execute`` with ``verb`` on a card (nested in ShowCards and ActionSets),
     the first whose data holds ``where``'s values when given."""
-    for action in _actions(card):
+    for action in actions(card):
         if action.get("type") != "Action.Execute" or action.get("verb") != verb:
             continue
         data = action.get("data") or {}
@@ -261,7 +261,7 @@ def find_action(
 
 def has_action(card: dict[str, Any] | None, verb: str) -> bool:
     return card is not None and any(
-        a.get("type") == "Action.Execute" and a.get("verb") == verb for a in _actions(card)
+        a.get("type") == "Action.Execute" and a.get("verb") == verb for a in actions(card)
     )
 
 
